@@ -1,0 +1,51 @@
+# One entry point for people and CI. Every target installs what it needs
+# first, so `make demo` and `make test` work on a fresh clone.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+EMULATOR_DIR := local/firestore-emulator
+PYTEST_ARGS ?=
+# make demo WAIT=1: wait for you to call the printed URL instead of
+# sending the callback automatically.
+WAIT ?=
+# make run WORKFLOW=path/to/your.yaml: your own workflow on the local stack.
+WORKFLOW ?= workflow/example.yaml
+
+.PHONY: install test lint format demo run bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt function/requirements.txt
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(EMULATOR_DIR)/node_modules/.installed: $(EMULATOR_DIR)/package.json $(EMULATOR_DIR)/package-lock.json
+	cd $(EMULATOR_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed $(EMULATOR_DIR)/node_modules/.installed
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+demo: install
+	$(PY) -m local demo $(if $(WAIT),--wait-for-human,)
+
+run: install
+	$(PY) -m local run $(WORKFLOW) $(if $(WAIT),--wait-for-human,)
+
+bench: install
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) $(EMULATOR_DIR)/node_modules .pytest_cache .ruff_cache

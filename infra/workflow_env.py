@@ -1,0 +1,84 @@
+"""The environment the callback subworkflows read, in one place.
+
+Both the Pulumi component (as the deployed workflow's ``user_env_vars``) and
+the local stack (as the emulated workflow's process environment) build the
+workflow environment here, so the two can never drift apart. Kept free of
+Pulumi imports so the local runner can use it without a Pulumi engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Names the subworkflows in workflow/callbacks.yaml read with sys.get_env.
+ENV_BASE_URL = "CALLBACK_BASE_URL"
+ENV_DATABASE = "CALLBACKS_DATABASE"
+ENV_COLLECTION = "CALLBACKS_COLLECTION"
+ENV_POLL_INITIAL = "CALLBACKS_POLL_INITIAL_SECONDS"
+ENV_POLL_MULTIPLIER = "CALLBACKS_POLL_MULTIPLIER"
+ENV_POLL_MAX = "CALLBACKS_POLL_MAX_SECONDS"
+ENV_TIMEOUT = "CALLBACKS_TIMEOUT_SECONDS"
+ENV_TTL = "CALLBACKS_TTL_SECONDS"
+
+DEFAULT_DATABASE = "(default)"
+DEFAULT_COLLECTION = "workflow_callbacks"
+
+
+@dataclass(frozen=True)
+class WaitSettings:
+    """How the subworkflows poll for a callback, and how long they keep it.
+
+    The shipped defaults are chosen from bench/wait (see bench/RESULTS.md):
+    the first interval bounds the resume delay of short waits, the cap bounds
+    it for long waits, and the multiplier sets how fast polling (billed per
+    step) thins out in between.
+    """
+
+    poll_initial_seconds: float = 2.0
+    poll_multiplier: float = 2.0
+    poll_max_seconds: float = 60.0
+    timeout_seconds: int = 86_400
+    ttl_seconds: int = 604_800
+
+    def validate(self) -> list[str]:
+        """Every problem with these settings, as messages a user can act on."""
+        problems: list[str] = []
+        if self.poll_initial_seconds <= 0:
+            problems.append("pollInitialSeconds must be greater than 0")
+        if self.poll_multiplier < 1:
+            problems.append("pollMultiplier must be at least 1")
+        if self.poll_max_seconds < self.poll_initial_seconds:
+            problems.append("pollMaxSeconds must not be below pollInitialSeconds")
+        if self.timeout_seconds <= 0:
+            problems.append("timeoutSeconds must be greater than 0")
+        if self.ttl_seconds < self.timeout_seconds:
+            problems.append(
+                "ttlSeconds must be at least timeoutSeconds, or Firestore could delete "
+                "a registration while its workflow still waits"
+            )
+        return problems
+
+
+def workflow_env_vars(
+    base_url: str,
+    database: str = DEFAULT_DATABASE,
+    collection: str = DEFAULT_COLLECTION,
+    wait: WaitSettings | None = None,
+) -> dict[str, str]:
+    """The workflow's environment; Workflows env values are always strings."""
+    wait = wait or WaitSettings()
+    return {
+        ENV_BASE_URL: base_url,
+        ENV_DATABASE: database,
+        ENV_COLLECTION: collection,
+        ENV_POLL_INITIAL: _number(wait.poll_initial_seconds),
+        ENV_POLL_MULTIPLIER: _number(wait.poll_multiplier),
+        ENV_POLL_MAX: _number(wait.poll_max_seconds),
+        ENV_TIMEOUT: _number(wait.timeout_seconds),
+        ENV_TTL: _number(wait.ttl_seconds),
+    }
+
+
+def _number(value: float) -> str:
+    """Render 2.0 as "2" so the YAML's double() and int() both parse it."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
