@@ -1,0 +1,1 @@
+"""The local stack: Firestore emulator, receiver and workflow runner on loopback."""
