@@ -1,0 +1,1 @@
+"""bench.ingest: the receiver under load, side by side with the original sample."""

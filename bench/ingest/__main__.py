@@ -1,0 +1,59 @@
+"""python -m bench.ingest: the receiver under load (prints a Markdown table).
+
+Exits non-zero if any callback was lost, duplicated or mangled, or answered 5xx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.ingest.report import ingest_section
+from bench.ingest.run import IngestConfig, run_ingest
+from bench.ingest.server import ServerSettings
+from bench.stack import emulator
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = IngestConfig()
+    parser.add_argument("--callbacks", type=int, default=defaults.callbacks)
+    parser.add_argument("--clients", type=int, default=defaults.clients)
+    parser.add_argument("--threads", type=int, default=defaults.server.threads)
+    parser.add_argument("--workers", type=int, default=defaults.server.workers)
+    parser.add_argument(
+        "--phase-deadline",
+        type=float,
+        default=defaults.phase_deadline_s,
+        help="seconds after which a phase stops sending (the run then fails)",
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(defaults.scenarios),
+        help="comma-separated subset of seed,registered,unregistered",
+    )
+
+
+def config_from(args: argparse.Namespace) -> IngestConfig:
+    if args.callbacks < 1 or args.clients < 1:
+        raise SystemExit("--callbacks and --clients must be at least 1")
+    return IngestConfig(
+        callbacks=args.callbacks,
+        clients=args.clients,
+        server=ServerSettings(workers=args.workers, threads=args.threads),
+        phase_deadline_s=args.phase_deadline,
+        scenarios=tuple(s.strip() for s in args.scenarios.split(",") if s.strip()),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__)
+    add_arguments(parser)
+    config = config_from(parser.parse_args(argv))
+    with emulator() as (host, pid):
+        results = run_ingest(config, host, pid, log=lambda m: print(m, file=sys.stderr))
+    print(ingest_section(config, results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

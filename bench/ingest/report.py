@@ -1,0 +1,65 @@
+"""Markdown tables for bench.ingest results."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bench.ingest.run import IngestConfig, ScenarioResult
+
+
+def _per_callback_ms(cpu_seconds: float | None, sent: int) -> str:
+    if cpu_seconds is None or sent == 0:
+        return "n/a"
+    return f"{cpu_seconds / sent * 1000:.2f}"
+
+
+def _statuses(result: ScenarioResult) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(result.phase.statuses.items()))
+
+
+def ingest_table(results: Sequence[ScenarioResult]) -> str:
+    seed = next((r for r in results if r.scenario.key == "seed"), None)
+    lines = [
+        "| scenario | callbacks/s | vs seed | p50 ms | p95 ms | p99 ms | statuses "
+        "| server CPU ms/cb | emulator CPU ms/cb | client CPU ms/cb | read back |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|",
+    ]
+    for r in results:
+        ratio = (
+            f"{r.phase.throughput / seed.phase.throughput:.2f}"
+            if seed is not None and seed.phase.throughput > 0
+            else "n/a"
+        )
+        verdict = "ok" if r.verification.ok else "FAIL"
+        lines.append(
+            f"| {r.scenario.label} | {r.phase.throughput:.0f} | {ratio} "
+            f"| {r.latency_ms(50):.1f} | {r.latency_ms(95):.1f} | {r.latency_ms(99):.1f} "
+            f"| {_statuses(r)} | {_per_callback_ms(r.server_cpu_seconds, r.phase.sent)} "
+            f"| {_per_callback_ms(r.emulator_cpu_seconds, r.phase.sent)} "
+            f"| {_per_callback_ms(r.phase.client_cpu_seconds, r.phase.sent)} "
+            f"| {verdict}: {r.verification.summary()} |"
+        )
+    return "\n".join(lines)
+
+
+def ingest_section(config: IngestConfig, results: Sequence[ScenarioResult]) -> str:
+    s = config.server
+    wall = ", ".join(f"{r.scenario.key} {r.phase.wall_seconds:.1f} s" for r in results)
+    return "\n".join(
+        [
+            "## bench.ingest: callbacks under load",
+            "",
+            f"{config.callbacks} callbacks per scenario from {config.clients} concurrent "
+            f"keep-alive clients (closed loop), plus {config.clients} untimed warm-up "
+            f"callbacks; functions-framework {s.workers} worker x {s.threads} threads "
+            "(gunicorn gthread) on 127.0.0.1 against the npm Firestore emulator. "
+            f"Timed phase wall time: {wall}.",
+            "",
+            ingest_table(results),
+            "",
+            "CPU columns are CPU seconds per callback over the timed phase: server = "
+            "gunicorn arbiter + worker, emulator = the Node process, client = the load "
+            "generator. Read back = every document of the scenario's collection compared "
+            "with what was sent (warm-up included).",
+        ]
+    )

@@ -1,0 +1,195 @@
+"""Run the three ingest scenarios, one server at a time, against one Firestore emulator.
+
+(a) registered: function/main.py with its defaults; every callback was registered
+    (WAITING + token) directly in Firestore before the timed phase, as
+    getCallbackURL would have done.
+(b) unregistered: function/main.py with CALLBACKS_ALLOW_UNREGISTERED=true and no
+    registration.
+(c) seed: bench/ingest/seed_function, the original sample's one unconditional set.
+
+All three get the same requests (POST with a small JSON body and a ``value`` query
+parameter; the seed ignores the body as the sample did), each scenario writes to its
+own collection, and every scenario is read back and verified after its phase.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import firestore
+
+from bench.ingest.callbacks import Callback, make_callbacks
+from bench.ingest.loadgen import PhaseResult, run_phase
+from bench.ingest.server import ServerSettings, serve_function
+from bench.ingest.verify import DocCheck, Verification, check_ours, check_seed, verify_collection
+from bench.procstat import tree_cpu_seconds
+from bench.stats import percentile
+
+REPO = Path(__file__).resolve().parents[2]
+FUNCTION_SOURCE = REPO / "function" / "main.py"
+SEED_SOURCE = Path(__file__).resolve().parent / "seed_function" / "main.py"
+_BATCH = 400  # Firestore commits take at most 500 writes
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    label: str
+    source: Path
+    env: dict[str, str]
+    with_tokens: bool
+    check: DocCheck
+
+
+SCENARIOS = (
+    # The seed runs first so the emulator's in-memory store is smallest for the
+    # baseline, which can only flatter the baseline (making our ratio conservative).
+    Scenario(
+        "seed", "(c) seed-equivalent: one unconditional set", SEED_SOURCE, {}, False, check_seed
+    ),
+    Scenario("registered", "(a) ours, registered + token", FUNCTION_SOURCE, {}, True, check_ours),
+    Scenario(
+        "unregistered",
+        "(b) ours, unregistered allowed",
+        FUNCTION_SOURCE,
+        {"CALLBACKS_ALLOW_UNREGISTERED": "true"},
+        False,
+        check_ours,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    callbacks: int = 5000
+    clients: int = 50
+    server: ServerSettings = field(default_factory=ServerSettings)
+    phase_deadline_s: float = 900.0
+    request_timeout_s: float = 30.0
+    project: str = "bench-callbacks"
+    scenarios: tuple[str, ...] = ("seed", "registered", "unregistered")
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    phase: PhaseResult
+    server_cpu_seconds: float | None
+    emulator_cpu_seconds: float | None
+    verification: Verification
+    warmup_statuses: dict[str, int]
+
+    @property
+    def server_errors(self) -> int:
+        """5xx answers, transport errors and unsent callbacks: all fail the run."""
+        return sum(
+            n
+            for status, n in self.phase.statuses.items()
+            if status.startswith("5") or status in ("transport error", "unsent")
+        ) + sum(
+            n
+            for status, n in self.warmup_statuses.items()
+            if status.startswith("5") or status in ("transport error", "unsent")
+        )
+
+    @property
+    def ok(self) -> bool:
+        return self.server_errors == 0 and self.verification.ok
+
+    def latency_ms(self, pct: float) -> float:
+        return percentile(self.phase.latencies, pct) * 1000
+
+
+def register(db: firestore.Client, collection: str, callbacks: list[Callback]) -> None:
+    """Write WAITING + token for each callback, as getCallbackURL does, in batches."""
+    expire_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=7)
+    for start in range(0, len(callbacks), _BATCH):
+        batch = db.batch()
+        for cb in callbacks[start : start + _BATCH]:
+            batch.set(
+                db.collection(collection).document(cb.doc_id),
+                {
+                    "state": "WAITING",
+                    "token": cb.token,
+                    "createdAt": firestore.SERVER_TIMESTAMP,
+                    "expireAt": expire_at,
+                },
+            )
+        batch.commit()
+
+
+def run_scenario(
+    scenario: Scenario,
+    config: IngestConfig,
+    emulator_host: str,
+    emulator_pid: int | None,
+    run_tag: str,
+    log: Callable[[str], None],
+) -> ScenarioResult:
+    collection = f"bench-{run_tag}-{scenario.key}"
+    db = firestore.Client(project=config.project, credentials=AnonymousCredentials())
+    # One warm-up callback per client opens every connection and the function's
+    # Firestore channel before timing; they are verified like the timed ones.
+    warmup = make_callbacks(f"{scenario.key}-warm", config.clients, scenario.with_tokens)
+    timed = make_callbacks(scenario.key, config.callbacks, scenario.with_tokens)
+    if scenario.with_tokens:
+        register(db, collection, warmup + timed)
+    env = {
+        "FIRESTORE_EMULATOR_HOST": emulator_host,
+        "GOOGLE_CLOUD_PROJECT": config.project,
+        "CALLBACKS_COLLECTION": collection,
+        **scenario.env,
+    }
+    log(f"{scenario.label}: {config.callbacks} callbacks from {config.clients} clients")
+    with serve_function(scenario.source, env, config.server) as server:
+        warm = run_phase(
+            server.host, server.port, warmup, config.clients, 60.0, config.request_timeout_s
+        )
+        server_cpu = tree_cpu_seconds(server.pid)
+        emulator_cpu = tree_cpu_seconds(emulator_pid)
+        phase = run_phase(
+            server.host,
+            server.port,
+            timed,
+            config.clients,
+            config.phase_deadline_s,
+            config.request_timeout_s,
+        )
+        server_after = tree_cpu_seconds(server.pid)
+        emulator_after = tree_cpu_seconds(emulator_pid)
+    verification = verify_collection(db, collection, warmup + timed, scenario.check)
+    db.close()
+    result = ScenarioResult(
+        scenario=scenario,
+        phase=phase,
+        server_cpu_seconds=_delta(server_cpu, server_after),
+        emulator_cpu_seconds=_delta(emulator_cpu, emulator_after),
+        verification=verification,
+        warmup_statuses=dict(warm.statuses),
+    )
+    log(
+        f"  {phase.throughput:.0f} callbacks/s, p50 {result.latency_ms(50):.1f} ms, "
+        f"statuses {dict(phase.statuses)}; {verification.summary()}"
+    )
+    return result
+
+
+def _delta(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
+
+
+def run_ingest(
+    config: IngestConfig,
+    emulator_host: str,
+    emulator_pid: int | None,
+    log: Callable[[str], None] = print,
+) -> list[ScenarioResult]:
+    """Every configured scenario in order; the caller decides pass or fail from .ok."""
+    run_tag = uuid.uuid4().hex[:8]
+    chosen = [s for s in SCENARIOS if s.key in config.scenarios]
+    return [run_scenario(s, config, emulator_host, emulator_pid, run_tag, log) for s in chosen]
