@@ -1,0 +1,225 @@
+"""What the CallbackBridge component takes, and every check on it.
+
+Kept free of resource code so the stack settings (infra/settings.py) can
+build and check these arguments before a single resource is registered.
+Problems are phrased with the stack config key names (camelCase), because
+that is where most users set them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from infra.workflow_env import DEFAULT_COLLECTION, WaitSettings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_FUNCTION_SOURCE_DIR = REPO_ROOT / "function"
+DEFAULT_EXAMPLE_WORKFLOW = REPO_ROOT / "workflow" / "example.yaml"
+CALLBACKS_WORKFLOW = REPO_ROOT / "workflow" / "callbacks.yaml"
+
+# The subworkflows workflow/callbacks.yaml defines; a user workflow that
+# defines them too would be ambiguous once the two sources are joined.
+CALLBACK_SUBWORKFLOWS = ("getCallbackURL", "waitForResponse")
+
+CALL_LOG_LEVELS = ("CALL_LOG_LEVEL_UNSPECIFIED", "LOG_ALL_CALLS", "LOG_ERRORS_ONLY", "LOG_NONE")
+DELETION_POLICIES = ("DELETE", "ABANDON", "PREVENT")
+# Workflows rejects a source over 128 KB.
+MAX_WORKFLOW_SOURCE_BYTES = 128 * 1024
+
+_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+# Firestore takes regions (europe-west1) and multi-regions (nam5, eur3).
+_FIRESTORE_LOCATION = re.compile(r"^([a-z]+-[a-z]+[0-9]+|[a-z]+[0-9]+)$")
+_MEMORY = re.compile(r"^[0-9]+(k|M|G|Mi|Gi)$")
+_RUNTIME = re.compile(r"^python3[0-9]+$")
+_DATABASE_ID = re.compile(r"^(\(default\)|[a-z][a-z0-9-]{2,61}[a-z0-9])$")
+_COLLECTION_ID = re.compile(r"^[^/]{1,1500}$")
+
+
+@dataclass(frozen=True)
+class CallbackBridgeArgs:
+    """Everything the component needs; only project, region and name lack a default.
+
+    ``name`` is the base of every physical name (function, workflow, service
+    accounts, bucket, database), so give each stack or environment its own.
+    ``workflow_source`` is your workflow's YAML text: a map with ``main`` and
+    any subworkflows of your own. The callback subworkflows are appended to
+    it. Leave it ``None`` to deploy the example workflow.
+    """
+
+    project: str
+    region: str
+    name: str
+    workflow_source: str | None = None
+    function_source_dir: Path = DEFAULT_FUNCTION_SOURCE_DIR
+    callbacks_workflow_path: Path = CALLBACKS_WORKFLOW
+    example_workflow_path: Path = DEFAULT_EXAMPLE_WORKFLOW
+    function_runtime: str = "python313"
+    function_memory: str = "256Mi"
+    function_timeout_seconds: int = 60
+    function_min_instances: int = 0
+    function_max_instances: int = 10
+    allow_unauthenticated: bool = True
+    allow_unregistered_callbacks: bool = False
+    max_body_bytes: int = 262_144
+    callbacks_collection: str = DEFAULT_COLLECTION
+    # Empty: create a database for this stack. Otherwise the id of a database
+    # that already exists (for example "(default)"); nothing is created then.
+    existing_firestore_database: str = ""
+    # Empty: the region.
+    firestore_location: str = ""
+    firestore_deletion_policy: str = "DELETE"
+    firestore_delete_protection: bool = False
+    # Grant Firestore access on this database only (an IAM condition), not on
+    # every database in the project.
+    restrict_data_access_to_database: bool = True
+    wait: WaitSettings = field(default_factory=WaitSettings)
+    call_log_level: str = "LOG_ERRORS_ONLY"
+    workflow_deletion_protection: bool = False
+    source_bucket_force_destroy: bool = True
+    # Set False when the surrounding program (or an administrator) already
+    # manages the project's services.
+    enable_apis: bool = True
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def firestore_location_or_region(self) -> str:
+        return self.firestore_location or self.region
+
+    def problems(self) -> list[str]:
+        """Every problem with these arguments, as messages a user can act on."""
+        problems: list[str] = []
+        if not self.project:
+            problems.append("gcp:project is not set (pulumi config set gcp:project YOUR_PROJECT)")
+        if not self.region:
+            problems.append("gcp:region is not set (pulumi config set gcp:region europe-west1)")
+        elif not _REGION.match(self.region):
+            problems.append(f"gcp:region {self.region!r} is not a region like europe-west1")
+        if not self.name:
+            problems.append("the resource name base is empty")
+        if not _RUNTIME.match(self.function_runtime):
+            problems.append(
+                f"functionRuntime {self.function_runtime!r} is not a Python runtime like python313"
+            )
+        if not _MEMORY.match(self.function_memory):
+            problems.append(
+                f"functionMemory {self.function_memory!r} is not a size like 256Mi or 1Gi"
+            )
+        if not 1 <= self.function_timeout_seconds <= 3600:
+            problems.append("functionTimeoutSeconds must be between 1 and 3600")
+        if self.function_min_instances < 0:
+            problems.append("functionMinInstances must not be negative")
+        if self.function_max_instances < 1:
+            problems.append("functionMaxInstances must be at least 1")
+        elif self.function_min_instances > self.function_max_instances:
+            problems.append("functionMinInstances must not exceed functionMaxInstances")
+        if self.max_body_bytes <= 0:
+            problems.append("maxBodyBytes must be greater than 0")
+        if not _COLLECTION_ID.match(self.callbacks_collection) or re.fullmatch(
+            r"__.*__|\.|\.\.", self.callbacks_collection
+        ):
+            problems.append(
+                f"callbacksCollection {self.callbacks_collection!r} is not a valid "
+                "Firestore collection id"
+            )
+        if self.existing_firestore_database and not _DATABASE_ID.match(
+            self.existing_firestore_database
+        ):
+            problems.append(
+                f"firestoreDatabase {self.existing_firestore_database!r} is not a valid "
+                "Firestore database id"
+            )
+        if not _FIRESTORE_LOCATION.match(self.firestore_location_or_region):
+            problems.append(
+                f"firestoreLocation {self.firestore_location!r} is not a Firestore location "
+                "like europe-west1 or eur3"
+            )
+        problems += _enum_problem(
+            "firestoreDeletionPolicy", self.firestore_deletion_policy, DELETION_POLICIES
+        )
+        problems += _enum_problem("callLogLevel", self.call_log_level, CALL_LOG_LEVELS)
+        problems += self.wait.validate()
+        problems += self._source_problems()
+        return problems
+
+    def _source_problems(self) -> list[str]:
+        problems: list[str] = []
+        if not self.function_source_dir.is_dir():
+            problems.append(f"functionSourceDir {str(self.function_source_dir)!r} is not a folder")
+        try:
+            self.workflow_source_contents()
+        except WorkflowSourceError as error:
+            problems.append(str(error))
+        return problems
+
+    def user_workflow_source(self) -> str:
+        """The user's workflow text, or the example workflow's."""
+        if self.workflow_source is not None:
+            return self.workflow_source
+        return read_text(self.example_workflow_path, "example workflow")
+
+    def workflow_source_contents(self) -> str:
+        """The deployed source: the user's workflow with the callback subworkflows appended."""
+        return compose_workflow_source(
+            self.user_workflow_source(),
+            read_text(self.callbacks_workflow_path, "callbacks workflow"),
+        )
+
+
+class WorkflowSourceError(ValueError):
+    """A workflow source that cannot be joined with the callback subworkflows."""
+
+
+def compose_workflow_source(user_source: str, callbacks_source: str) -> str:
+    """Append the callback subworkflows to a user's workflow source.
+
+    Both sources are top-level YAML maps (``main`` plus subworkflows), so
+    joining their text yields one map; checking the user's map first turns a
+    confusing deploy-time error into a clear one here.
+    """
+    try:
+        user_map = yaml.safe_load(user_source)
+    except yaml.YAMLError as error:
+        raise WorkflowSourceError(f"the workflow source is not valid YAML: {error}") from None
+    if not isinstance(user_map, dict) or "main" not in user_map:
+        raise WorkflowSourceError(
+            "the workflow source must be a YAML map with a 'main' workflow (and optional "
+            "subworkflows), so the callback subworkflows can be added next to it"
+        )
+    clashes = [name for name in CALLBACK_SUBWORKFLOWS if name in user_map]
+    if clashes:
+        raise WorkflowSourceError(
+            "the workflow source defines "
+            + ", ".join(clashes)
+            + " itself; remove it: the deployed workflow gets these subworkflows from "
+            "workflow/callbacks.yaml"
+        )
+    combined = user_source.rstrip("\n") + "\n\n" + callbacks_source.lstrip("\n")
+    if not combined.endswith("\n"):
+        combined += "\n"
+    size = len(combined.encode())
+    if size > MAX_WORKFLOW_SOURCE_BYTES:
+        raise WorkflowSourceError(
+            f"the workflow source with the callback subworkflows is {size} bytes; "
+            f"Workflows accepts at most {MAX_WORKFLOW_SOURCE_BYTES}"
+        )
+    return combined
+
+
+def read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise WorkflowSourceError(
+            f"cannot read the {what} {str(path)!r}: {error.strerror}"
+        ) from None
+
+
+def _enum_problem(key: str, value: str, allowed: tuple[str, ...]) -> list[str]:
+    if value in allowed:
+        return []
+    return [f"{key} {value!r} is not one of: {', '.join(allowed)}"]
