@@ -1,0 +1,201 @@
+"""Store a callback in Firestore: one transaction decides and writes.
+
+The decision (`decide`) is a pure function of the stored document; the
+transaction around it makes read-check-write atomic, so of two concurrent
+callbacks for one id exactly one is stored (Firestore aborts the other's
+commit and the client library reruns it, which then sees RECEIVED).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import hmac
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from callback_request import Callback
+from google.api_core import exceptions, gapic_v1
+from google.api_core import retry as retries
+from google.cloud import firestore
+
+WAITING = "WAITING"
+RECEIVED = "RECEIVED"
+
+# Firestore calls are bounded so that a database we cannot reach turns into a
+# 503 within seconds, instead of the client library's defaults (each call
+# retried for up to 60 s, reads for 300 s) holding the caller's connection.
+RPC_TIMEOUT_SECONDS = 2.0
+RPC_RETRY = retries.Retry(
+    initial=0.1,
+    maximum=1.0,
+    multiplier=2.0,
+    timeout=4.0,
+    predicate=retries.if_exception_type(
+        exceptions.DeadlineExceeded,
+        exceptions.InternalServerError,
+        exceptions.ResourceExhausted,
+        exceptions.ServiceUnavailable,
+    ),
+)
+# Rollback is best effort (an abandoned transaction expires by itself), so it
+# must not add another full retry budget to a failing request.
+ROLLBACK_TIMEOUT_SECONDS = 1.0
+BOUNDED_RPCS: dict[str, tuple[retries.Retry | None, float]] = {
+    "begin_transaction": (RPC_RETRY, RPC_TIMEOUT_SECONDS),
+    "batch_get_documents": (RPC_RETRY, RPC_TIMEOUT_SECONDS),
+    "run_query": (RPC_RETRY, RPC_TIMEOUT_SECONDS),
+    "commit": (RPC_RETRY, RPC_TIMEOUT_SECONDS),
+    "rollback": (None, ROLLBACK_TIMEOUT_SECONDS),
+}
+# Attempts of the whole transaction when it loses a race (ABORTED).
+TRANSACTION_ATTEMPTS = 5
+
+# Errors that mean "Firestore is unreachable or overloaded right now": the
+# caller should retry later (503), as opposed to a bug or misconfiguration.
+TRANSIENT_ERRORS = (
+    exceptions.RetryError,
+    exceptions.ServiceUnavailable,
+    exceptions.DeadlineExceeded,
+    exceptions.InternalServerError,
+    exceptions.ResourceExhausted,
+    exceptions.Aborted,
+)
+
+
+class Outcome(enum.Enum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    FORBIDDEN = "forbidden"
+    NOT_REGISTERED = "not_registered"
+    CONFLICT = "conflict"
+
+
+class _BoundedFirestoreApi:
+    """The generated Firestore API client, with our retry and timeout as defaults.
+
+    Transactions call begin/commit/rollback without retry or timeout
+    arguments, so the only place to bound them is the API object they use.
+    """
+
+    def __init__(self, api: Any) -> None:
+        self._api = api
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._api, name)
+        if name not in BOUNDED_RPCS:
+            return attribute
+        retry, timeout = BOUNDED_RPCS[name]
+        return _with_defaults(attribute, retry, timeout)
+
+
+def _with_defaults(rpc: Callable[..., Any], retry: Any, timeout: float) -> Callable[..., Any]:
+    @functools.wraps(rpc)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("retry", gapic_v1.method.DEFAULT) is gapic_v1.method.DEFAULT:
+            kwargs["retry"] = retry
+        if kwargs.get("timeout", gapic_v1.method.DEFAULT) is gapic_v1.method.DEFAULT:
+            kwargs["timeout"] = timeout
+        return rpc(*args, **kwargs)
+
+    return bounded
+
+
+class BoundedClient(firestore.Client):
+    """A Firestore client whose every call gives up within a few seconds."""
+
+    _bounded_api: _BoundedFirestoreApi | None = None
+
+    @property
+    def _firestore_api(self) -> Any:
+        if self._bounded_api is None:
+            self._bounded_api = _BoundedFirestoreApi(super()._firestore_api)
+        return self._bounded_api
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether Firestore being unavailable caused this error.
+
+    Looks through the exception chain: the client library wraps a failed
+    transaction in ValueError ("failed after N attempts", or a failed rollback
+    after a failed begin), with the Firestore error as its cause or context.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TRANSIENT_ERRORS):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def decide(
+    stored: Mapping[str, Any] | None, callback: Callback, allow_unregistered: bool
+) -> Outcome:
+    """What to do with `callback` given the stored document (None if absent).
+
+    A document with a token is a registration: only its token may answer it.
+    A document without a token was stored by an unregistered callback.
+    """
+    if stored is None:
+        return Outcome.STORED if allow_unregistered else Outcome.NOT_REGISTERED
+    expected = stored.get("token")
+    if isinstance(expected, str) and expected:
+        if callback.token is None or not hmac.compare_digest(
+            expected.encode("utf-8"), callback.token.encode("utf-8")
+        ):
+            return Outcome.FORBIDDEN
+    elif not allow_unregistered:
+        # Answer as if nothing were there: without a registration there is
+        # nothing this caller may learn about the document.
+        return Outcome.NOT_REGISTERED
+    state = stored.get("state")
+    if state == RECEIVED:
+        same = stored.get("fingerprint") == callback.fingerprint
+        return Outcome.DUPLICATE if same else Outcome.CONFLICT
+    if state == WAITING:
+        return Outcome.STORED
+    return Outcome.CONFLICT
+
+
+def received_fields(callback: Callback, payload_json: str, now: datetime) -> dict[str, Any]:
+    """The fields a stored callback sets (registration fields are kept)."""
+    return {
+        "state": RECEIVED,
+        "receivedAt": now,
+        "responded": True,
+        "value": callback.value,
+        "payload": payload_json,
+        "fingerprint": callback.fingerprint,
+    }
+
+
+def record(
+    client: firestore.Client,
+    collection: str,
+    callback: Callback,
+    payload_json: str,
+    now: datetime,
+    allow_unregistered: bool,
+    ttl: timedelta,
+) -> Outcome:
+    """Decide and write in one transaction; raises on Firestore errors."""
+    reference = client.collection(collection).document(callback.ids.document_id)
+
+    @firestore.transactional
+    def decide_and_write(transaction: firestore.Transaction) -> Outcome:
+        snapshot = reference.get(transaction=transaction)
+        stored = snapshot.to_dict() if snapshot.exists else None
+        outcome = decide(stored, callback, allow_unregistered)
+        if outcome is Outcome.STORED:
+            fields = received_fields(callback, payload_json, now)
+            if stored is None:
+                fields |= {"createdAt": now, "expireAt": now + ttl}
+                transaction.create(reference, fields)
+            else:
+                transaction.update(reference, fields)
+        return outcome
+
+    return decide_and_write(client.transaction(max_attempts=TRANSACTION_ATTEMPTS))

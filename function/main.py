@@ -1,0 +1,248 @@
+"""The callback receiver: a public HTTP Cloud Function (entry point processEntry).
+
+External systems call it with ?runID=..&step=..&token=.. to deliver a
+callback; it stores the callback in Firestore for the waiting workflow. The
+protocol is docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import callback_store
+import flask
+from callback_request import (
+    BadRequest,
+    BodyTooLarge,
+    Callback,
+    CallbackIds,
+    parse_callback,
+    parse_ids,
+    read_body,
+)
+from callback_store import Outcome
+from google.cloud import firestore
+
+ALLOWED_METHODS = ("GET", "POST", "PUT", "PATCH")
+RETRY_AFTER_SECONDS = 5
+# Firestore refuses documents over 1 MiB; leave room for the other fields.
+MAX_STORED_PAYLOAD_BYTES = 900_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The function's configuration, from its environment variables."""
+
+    project: str | None = None
+    database: str = "(default)"
+    collection: str = "workflow_callbacks"
+    allow_unregistered: bool = False
+    max_body_bytes: int = 262_144
+    ttl_seconds: int = 604_800
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
+        return cls(
+            project=env.get("GOOGLE_CLOUD_PROJECT") or None,
+            database=env.get("CALLBACKS_DATABASE") or cls.database,
+            collection=env.get("CALLBACKS_COLLECTION") or cls.collection,
+            allow_unregistered=_flag(env, "CALLBACKS_ALLOW_UNREGISTERED", cls.allow_unregistered),
+            max_body_bytes=_positive_int(env, "CALLBACKS_MAX_BODY_BYTES", cls.max_body_bytes),
+            ttl_seconds=_positive_int(env, "CALLBACKS_TTL_SECONDS", cls.ttl_seconds),
+        )
+
+
+def _flag(env: Any, name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {raw!r}")
+
+
+def _positive_int(env: Any, name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ValueError(f"{name} must be a positive integer, not {raw!r}")
+    return int(raw)
+
+
+# One configuration and one Firestore client per instance, created by the
+# first request (not at import, so a configuration error is reported as a
+# logged 500 rather than a crashed deploy). Each functions_framework.create_app
+# loads this module afresh, which is how tests run it with another environment.
+_runtime_lock = threading.Lock()
+_settings: Settings | None = None
+_client: firestore.Client | None = None
+
+
+def _runtime() -> tuple[Settings, firestore.Client]:
+    global _settings, _client
+    with _runtime_lock:
+        if _settings is None:
+            _settings = Settings.from_env()
+        if _client is None:
+            _client = callback_store.BoundedClient(
+                project=_settings.project, database=_settings.database
+            )
+        return _settings, _client
+
+
+class _Reply(Exception):
+    """Ends request handling with this status and error message."""
+
+    def __init__(self, status: int, error: str, outcome: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.outcome = outcome
+
+
+OUTCOME_REPLIES = {
+    Outcome.FORBIDDEN: (403, "token missing or wrong for this callback"),
+    Outcome.NOT_REGISTERED: (404, "no callback is registered for this runID and step"),
+    Outcome.CONFLICT: (409, "this callback was already received with a different payload"),
+}
+
+
+def processEntry(request: flask.Request) -> flask.Response:
+    """Receive one callback; every answer is JSON."""
+    started = time.monotonic()
+    log: dict[str, Any] = {"runID": None, "step": None, "method": request.method}
+    token = request.args.get("token")
+    try:
+        outcome, status = _handle(request, log)
+        response = _json({"status": "received", "runID": log["runID"], "step": log["step"]})
+    except _Reply as reply:
+        outcome, status = reply.outcome, reply.status
+        response = _error_response(reply)
+    except Exception as error:
+        outcome, status = "error", 500
+        response = _json({"error": "internal error"}, 500)
+        log["error"] = _redact(f"{type(error).__name__}: {error}", token)
+        log["stack_trace"] = _redact("".join(traceback.format_exception(error)), token)
+    _log(request, log, outcome, status, started)
+    return response
+
+
+def _handle(request: flask.Request, log: dict[str, Any]) -> tuple[str, int]:
+    if request.method not in ALLOWED_METHODS:
+        raise _Reply(405, f"method {request.method} is not allowed", "method_not_allowed")
+    try:
+        ids = parse_ids(request.args)
+    except BadRequest as error:
+        raise _Reply(400, str(error), "bad_request") from None
+    log["runID"], log["step"] = ids.run_id, ids.step
+    settings, client = _runtime()
+    now = datetime.now(UTC)
+    callback = _parse(request, ids, settings, now)
+    payload_json = json.dumps(callback.payload, ensure_ascii=False, separators=(",", ":"))
+    if len(payload_json.encode("utf-8")) > MAX_STORED_PAYLOAD_BYTES:
+        raise _Reply(413, "the callback is too large to store", "too_large")
+    try:
+        outcome = callback_store.record(
+            client,
+            settings.collection,
+            callback,
+            payload_json,
+            now,
+            settings.allow_unregistered,
+            timedelta(seconds=settings.ttl_seconds),
+        )
+    except Exception as error:
+        if callback_store.is_transient(error):
+            message = "the callback store is unavailable, retry later"
+            raise _Reply(503, message, "unavailable") from error
+        raise
+    if outcome in OUTCOME_REPLIES:
+        status, message = OUTCOME_REPLIES[outcome]
+        raise _Reply(status, message, outcome.value)
+    return outcome.value, 200
+
+
+def _parse(request: flask.Request, ids: CallbackIds, settings: Settings, now: datetime) -> Callback:
+    try:
+        body = read_body(request, settings.max_body_bytes)
+        return parse_callback(request, ids, body, now)
+    except BodyTooLarge:
+        limit = settings.max_body_bytes
+        raise _Reply(413, f"the body is larger than {limit} bytes", "too_large") from None
+    except BadRequest as error:
+        raise _Reply(400, str(error), "bad_request") from None
+
+
+def _json(body: dict[str, Any], status: int = 200) -> flask.Response:
+    return flask.Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _error_response(reply: _Reply) -> flask.Response:
+    body = json.dumps({"error": reply.error})
+    if reply.status == 413:
+        # A streamed response, because functions-framework reads the whole
+        # request body after every non-streamed response: that would read the
+        # oversized (possibly endless) body we just refused.
+        response = flask.Response(iter([body]), status=413, mimetype="application/json")
+        response.headers["Connection"] = "close"
+        return response
+    response = _json({"error": reply.error}, reply.status)
+    if reply.status == 405:
+        response.headers["Allow"] = ", ".join(ALLOWED_METHODS)
+    if reply.status == 503:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def _redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "[redacted]") if secret else text
+
+
+_TRACE_HEADER = re.compile(r"([0-9a-fA-F]{32})(?:/.*)?")
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def _trace(request: flask.Request) -> str | None:
+    """The Cloud Trace id, so Cloud Logging groups our line with the request."""
+    project = (_settings.project if _settings else None) or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    if not project:
+        return None
+    match = _TRACE_HEADER.fullmatch(request.headers.get("X-Cloud-Trace-Context", "")) or (
+        _TRACEPARENT.fullmatch(request.headers.get("traceparent", ""))
+    )
+    return f"projects/{project}/traces/{match.group(1)}" if match else None
+
+
+def _log(
+    request: flask.Request, fields: dict[str, Any], outcome: str, status: int, started: float
+) -> None:
+    """One JSON line on stdout, which Cloud Logging parses into a structured entry.
+
+    Never includes the token, the body or the payload.
+    """
+    severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
+    entry = {
+        "severity": severity,
+        "message": f"callback {outcome} ({status})",
+        **fields,
+        "outcome": outcome,
+        "status": status,
+        "latencyMs": round((time.monotonic() - started) * 1000, 1),
+    }
+    trace = _trace(request)
+    if trace:
+        entry["logging.googleapis.com/trace"] = trace
+    sys.stdout.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
