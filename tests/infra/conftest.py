@@ -1,0 +1,251 @@
+"""Run the Pulumi program under mocks and hand back what it registered.
+
+The program (__main__.py) runs as `pulumi up` would run it, through
+runpy, against a mock engine that records every registration: type, name,
+inputs (camelCase keys, as the engine sees them), parent and dependencies.
+"""
+
+from __future__ import annotations
+
+import runpy
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import settings as runtime_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROGRAM = REPO_ROOT / "__main__.py"
+PROJECT_NAME = "workflow-callbacks"
+
+# __main__.py imports the infra package the way `pulumi up` does: from the
+# project folder on sys.path.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+@dataclass
+class Registered:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    urn: str
+    parent: str
+    dependencies: list[str]
+
+
+@dataclass
+class Deployment:
+    resources: list[Registered]
+    outputs: dict[str, Any]
+
+    def of_type(self, type_: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str) -> Registered:
+        found = self.of_type(type_)
+        assert len(found) == 1, f"expected one {type_}, found {[r.name for r in found]}"
+        return found[0]
+
+    def named(self, name: str) -> Registered:
+        found = [r for r in self.resources if r.name == name]
+        assert len(found) == 1, f"expected one resource named {name}"
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registered:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def dependency_types(self, resource: Registered) -> list[tuple[str, str]]:
+        """(type, name) of what ``resource`` depends on."""
+        return [(self.by_urn(u).type, self.by_urn(u).name) for u in resource.dependencies]
+
+    def project_roles(self) -> list[tuple[str, str, str | None]]:
+        """(member, role, condition expression) for every project IAM member."""
+        return [
+            (
+                r.inputs["member"],
+                r.inputs["role"],
+                (r.inputs.get("condition") or {}).get("expression"),
+            )
+            for r in self.of_type("gcp:projects/iAMMember:IAMMember")
+        ]
+
+
+class FakeCloud(pulumi.runtime.Mocks):
+    """Fills in what Google Cloud would compute: emails, URLs, ids, service names."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        inputs = dict(args.inputs)
+        state = dict(inputs)
+        project = inputs.get("project", "mock-project")
+        resource_id = f"{args.name}_id"
+        if args.typ == "gcp:serviceaccount/account:Account":
+            email = f"{inputs['accountId']}@{project}.iam.gserviceaccount.com"
+            state |= {
+                "email": email,
+                "member": f"serviceAccount:{email}",
+                "name": f"projects/{project}/serviceAccounts/{email}",
+            }
+            resource_id = state["name"]
+        elif args.typ == "gcp:cloudfunctionsv2/function:Function":
+            location, name = inputs["location"], inputs["name"]
+            service = f"projects/{project}/locations/{location}/services/{name}"
+            state["url"] = f"https://{location}-{project}.cloudfunctions.net/{name}"
+            state["serviceConfig"] = {**inputs.get("serviceConfig", {}), "service": service}
+            resource_id = f"projects/{project}/locations/{location}/functions/{name}"
+        elif args.typ == "gcp:workflows/workflow:Workflow":
+            resource_id = (
+                f"projects/{project}/locations/{inputs['region']}/workflows/{inputs['name']}"
+            )
+        elif args.typ == "gcp:firestore/database:Database":
+            resource_id = f"projects/{project}/databases/{inputs['name']}"
+        return resource_id, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
+        return {}, None
+
+
+class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
+    """Keeps what the plain mock monitor drops: inputs, parent and dependencies."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.requests: dict[str, Any] = {}
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.requests[response.urn] = request
+        return response
+
+
+def run_program(
+    stack: str = "dev",
+    config: dict[str, Any] | None = None,
+    project: str | None = "my-project",
+    region: str | None = "europe-west1",
+) -> Deployment:
+    """Run __main__.py for ``stack`` with project config ``config`` (keys without namespace)."""
+    deployment, error = run_program_catching(stack, config, project, region)
+    if error is not None:
+        raise error
+    return deployment
+
+
+def run_program_catching(
+    stack: str = "dev",
+    config: dict[str, Any] | None = None,
+    project: str | None = "my-project",
+    region: str | None = "europe-west1",
+) -> tuple[Deployment, Exception | None]:
+    """Like run_program, but hands back the program's exception with what got registered."""
+    all_config = {
+        f"{PROJECT_NAME}:{key}": _config_text(value) for key, value in (config or {}).items()
+    }
+    if project is not None:
+        all_config["gcp:project"] = project
+    if region is not None:
+        all_config["gcp:region"] = region
+    pulumi.runtime.set_all_config(all_config)
+
+    monitor = RecordingMonitor(FakeCloud())
+    # A fresh root stack per run, so one test's outputs never leak into another's.
+    runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
+    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT_NAME, stack=stack, monitor=monitor)
+    captured: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any] | None:
+        runpy.run_path(str(PROGRAM), run_name="__main__")
+        root = runtime_settings.get_root_resource()
+        outputs = dict(root.outputs) if root is not None else {}  # type: ignore[attr-defined]
+        return pulumi.Output.all(**outputs).apply(captured.update) if outputs else None
+
+    error: Exception | None = None
+    try:
+        program()
+    except Exception as raised:
+        error = raised
+    resources = [_registered(monitor, urn, request) for urn, request in monitor.requests.items()]
+    return Deployment(resources=resources, outputs=captured), error
+
+
+def _registered(monitor: RecordingMonitor, urn: str, request: Any) -> Registered:
+    inputs = pulumi.runtime.rpc.deserialize_properties(request.object)
+    registration = monitor.resources.get(urn)
+    return Registered(
+        type=request.type,
+        name=request.name,
+        inputs=_plain(inputs),
+        outputs=_plain(registration.state) if registration else {},
+        urn=urn,
+        parent=request.parent,
+        dependencies=list(request.dependencies),
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _config_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+MINIMAL_WORKFLOW = "main:\n  steps:\n    - done:\n        return: ok\n"
+
+
+@pytest.fixture
+def own_workflow(tmp_path: Path) -> Path:
+    """A small user workflow, so most tests do not depend on workflow/example.yaml's content."""
+    path = tmp_path / "own-workflow.yaml"
+    path.write_text(MINIMAL_WORKFLOW, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def deploy_as_is() -> Callable[..., Deployment]:
+    """Run the program with exactly the given config (the example workflow by default)."""
+    return run_program
+
+
+@pytest.fixture
+def deploy(own_workflow: Path) -> Callable[..., Deployment]:
+    """Run the program with the small user workflow unless the config names another."""
+
+    def run(stack: str = "dev", config: dict[str, Any] | None = None, **kwargs: Any) -> Deployment:
+        return run_program(stack, {"workflowFile": str(own_workflow), **(config or {})}, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def deploy_catching(own_workflow: Path) -> Callable[..., tuple[Deployment, Exception | None]]:
+    def run(
+        stack: str = "dev", config: dict[str, Any] | None = None, **kwargs: Any
+    ) -> tuple[Deployment, Exception | None]:
+        config = {"workflowFile": str(own_workflow), **(config or {})}
+        return run_program_catching(stack, config, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def function_copy(tmp_path: Path) -> Path:
+    """A private copy of function/, so tests can change files without touching the real one."""
+    target = tmp_path / "function"
+    source = REPO_ROOT / "function"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
