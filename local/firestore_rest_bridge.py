@@ -1,0 +1,307 @@
+"""Serve the Workflows Firestore connector from the Firestore emulator.
+
+workflows-emulator sends ``googleapis.firestore.v1...`` connector calls to the
+real Firestore REST API. The emulators on this machine speak gRPC only, so this
+bridge answers the REST methods the subworkflows use (``get``, ``patch``,
+``createDocument``, ``delete``) with gRPC calls. REST and gRPC share the same
+protos, so ``google.protobuf.json_format`` converts documents both ways, and
+errors become ``requests.HTTPError`` with the HTTP status and the Google error
+body Firestore's REST API gives; workflows-emulator turns those into Workflows
+error maps (``code``, ``tags``, ``body``) as the real connector does.
+
+Only Commit and BatchGetDocuments are used: the npm emulator implements no
+other document RPC, and on real Firestore the REST methods are exactly these
+writes (with an ``exists`` precondition for createDocument) and reads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import string
+import threading
+from collections import Counter
+from http import HTTPStatus
+from typing import Any
+
+import grpc
+import requests
+from google.api_core import exceptions as api_exceptions
+from google.cloud.firestore_v1.services.firestore import FirestoreClient
+from google.cloud.firestore_v1.services.firestore.transports import FirestoreGrpcTransport
+from google.cloud.firestore_v1.types import common as common_types
+from google.cloud.firestore_v1.types import document as document_types
+from google.cloud.firestore_v1.types import write as write_types
+from google.protobuf import json_format, timestamp_pb2
+
+CONNECTOR_PREFIX = "googleapis.firestore.v1.projects.databases.documents."
+METHODS = ("get", "patch", "createDocument", "delete")
+REST_ROOT = "https://firestore.googleapis.com/v1/"
+
+# The emulators accept this as an all-powerful credential (rules are bypassed),
+# as the Python client library's emulator mode sends it.
+_EMULATOR_METADATA = (("authorization", "Bearer owner"),)
+_DOCUMENT_NAME = re.compile(r"^projects/([^/]+)/databases/([^/]+)/documents/(.+)$")
+_ROOT = re.compile(r"^projects/([^/]+)/databases/([^/]+)/documents$")
+_AUTO_ID_ALPHABET = string.ascii_letters + string.digits
+_TIMEOUT_SECONDS = 30.0
+
+
+class FirestoreRestBridge:
+    """REST-shaped Firestore document calls answered by a gRPC (emulator) endpoint.
+
+    ``calls`` counts the connector calls by REST method name; ``fail_next``
+    makes the next calls of a method fail with a given status, to test how
+    workflows handle Firestore errors.
+    """
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self._channel = grpc.insecure_channel(host)
+        self._client = FirestoreClient(transport=FirestoreGrpcTransport(channel=self._channel))
+        self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+        self._faults: dict[str, list[tuple[int, str]]] = {}
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> FirestoreRestBridge:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def handles(call_name: str) -> bool:
+        return call_name.startswith(CONNECTOR_PREFIX)
+
+    def fail_next(
+        self, method: str, status: int = 503, grpc_status: str = "UNAVAILABLE", times: int = 1
+    ) -> None:
+        """Make the next ``times`` calls of ``method`` fail as Firestore would."""
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+        with self._lock:
+            self._faults.setdefault(method, []).extend([(status, grpc_status)] * times)
+
+    def call(self, call_name: str, args: dict[str, Any]) -> Any:
+        """Run one connector call (``googleapis.firestore.v1...METHOD``) and return its body."""
+        method = call_name.removeprefix(CONNECTOR_PREFIX)
+        if not self.handles(call_name) or method not in METHODS:
+            raise NotImplementedError(f"{call_name} is not supported by the local Firestore bridge")
+        args = _flatten(args)
+        with self._lock:
+            self.calls[method] += 1
+            faults = self._faults.get(method)
+            fault = faults.pop(0) if faults else None
+        resource = args.get("name") or args.get("parent") or ""
+        if fault is not None:
+            status, grpc_status = fault
+            raise http_error(status, grpc_status, "Injected fault (local bridge).", resource)
+        handler = getattr(self, "_" + method)
+        try:
+            return handler(args)
+        except api_exceptions.GoogleAPICallError as error:
+            raise _from_grpc(error, resource) from error
+        except json_format.ParseError as error:
+            message = f"Invalid JSON payload received. {error}"
+            raise http_error(400, "INVALID_ARGUMENT", message, resource) from error
+
+    # -- the four REST methods -------------------------------------------
+
+    def _get(self, args: dict[str, Any]) -> dict[str, Any]:
+        name = _document_name(args)
+        if args.get("transaction") or args.get("readTime"):
+            raise http_error(
+                400, "INVALID_ARGUMENT", "transaction/readTime: not supported locally", name
+            )
+        document = self._read(name)
+        if document is None:
+            raise http_error(404, "NOT_FOUND", f'Document "{name}" not found.', name)
+        return _masked(document, _field_paths(args, "mask.fieldPaths"))
+
+    def _createDocument(self, args: dict[str, Any]) -> dict[str, Any]:
+        parent = _required(args, "parent")
+        collection_id = _required(args, "collectionId")
+        if not (_ROOT.match(parent) or _DOCUMENT_NAME.match(parent)):
+            raise http_error(400, "INVALID_ARGUMENT", f"Invalid parent: {parent}", parent)
+        body = dict(args.get("body") or {})
+        if body.get("name"):
+            message = "Document name must not be set."
+            raise http_error(400, "INVALID_ARGUMENT", message, parent)
+        document_id = args.get("documentId") or "".join(
+            secrets.choice(_AUTO_ID_ALPHABET) for _ in range(20)
+        )
+        name = f"{parent}/{collection_id}/{document_id}"
+        document = _document_pb(name, body)
+        write = write_types.Write(update=document, current_document={"exists": False})
+        try:
+            self._commit(name, write)
+        except api_exceptions.AlreadyExists as error:
+            message = f"Document already exists: {name}"
+            raise http_error(409, "ALREADY_EXISTS", message, name) from error
+        return _masked(self._read_or_fail(name), _field_paths(args, "mask.fieldPaths"))
+
+    def _patch(self, args: dict[str, Any]) -> dict[str, Any]:
+        name = _document_name(args)
+        document = _document_pb(name, dict(args.get("body") or {}))
+        write = write_types.Write(update=document)
+        update_paths = _field_paths(args, "updateMask.fieldPaths")
+        if update_paths is not None:
+            write.update_mask = common_types.DocumentMask(field_paths=update_paths)
+        self._set_precondition(write, args, name)
+        self._commit(name, write)
+        return _masked(self._read_or_fail(name), _field_paths(args, "mask.fieldPaths"))
+
+    def _delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        name = _document_name(args)
+        write = write_types.Write(delete=name)
+        self._set_precondition(write, args, name)
+        self._commit(name, write)
+        return {}
+
+    # -- gRPC plumbing ---------------------------------------------------
+
+    def _set_precondition(self, write: write_types.Write, args: dict[str, Any], name: str) -> None:
+        exists = args.get("currentDocument.exists")
+        update_time = args.get("currentDocument.updateTime")
+        if exists is not None and update_time is not None:
+            message = "Only one of currentDocument.exists and currentDocument.updateTime."
+            raise http_error(400, "INVALID_ARGUMENT", message, name)
+        if exists is not None:
+            write.current_document = common_types.Precondition(exists=_boolean(exists))
+        elif update_time is not None:
+            stamp = timestamp_pb2.Timestamp()
+            stamp.FromJsonString(str(update_time))
+            write.current_document = common_types.Precondition(update_time=stamp)
+
+    def _commit(self, name: str, write: write_types.Write) -> None:
+        self._client.commit(
+            request={"database": _database(name), "writes": [write]},
+            retry=None,
+            timeout=_TIMEOUT_SECONDS,
+            metadata=_EMULATOR_METADATA,
+        )
+
+    def _read(self, name: str) -> dict[str, Any] | None:
+        responses = self._client.batch_get_documents(
+            request={"database": _database(name), "documents": [name]},
+            retry=None,
+            timeout=_TIMEOUT_SECONDS,
+            metadata=_EMULATOR_METADATA,
+        )
+        for response in responses:
+            if "found" in response:
+                return _to_json(document_types.Document.pb(response.found))
+        return None
+
+    def _read_or_fail(self, name: str) -> dict[str, Any]:
+        document = self._read(name)
+        if document is None:  # deleted by someone else right after our write
+            raise http_error(404, "NOT_FOUND", f'Document "{name}" not found.', name)
+        return document
+
+
+def http_error(status: int, grpc_status: str, message: str, resource: str) -> requests.HTTPError:
+    """The error requests raises for a Firestore REST error response."""
+    response = requests.Response()
+    response.status_code = status
+    response.reason = HTTPStatus(status).phrase
+    response.url = REST_ROOT + resource
+    response.headers["Content-Type"] = "application/json; charset=UTF-8"
+    response._content = json.dumps(
+        {"error": {"code": status, "message": message, "status": grpc_status}}
+    ).encode()
+    kind = "Client" if status < 500 else "Server"
+    return requests.HTTPError(
+        f"{status} {kind} Error: {response.reason} for url: {response.url}", response=response
+    )
+
+
+def _from_grpc(error: api_exceptions.GoogleAPICallError, resource: str) -> requests.HTTPError:
+    # api_core already maps each gRPC status to its HTTP status (NOT_FOUND 404,
+    # ALREADY_EXISTS 409, FAILED_PRECONDITION 400, UNAVAILABLE 503...), the
+    # same table Google's REST front end uses.
+    status = error.code if isinstance(error.code, int) else 500
+    grpc_status = error.grpc_status_code.name if error.grpc_status_code else "UNKNOWN"
+    return http_error(status, grpc_status, error.message or str(error), resource)
+
+
+def _flatten(args: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Accept ``updateMask: {fieldPaths: [...]}`` as well as ``updateMask.fieldPaths``."""
+    flat: dict[str, Any] = {}
+    for key, value in args.items():
+        if key != "body" and isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _required(args: dict[str, Any], key: str) -> str:
+    value = args.get(key)
+    if not isinstance(value, str) or not value:
+        raise http_error(400, "INVALID_ARGUMENT", f"Missing required parameter {key}.", "")
+    return value
+
+
+def _document_name(args: dict[str, Any]) -> str:
+    name = _required(args, "name")
+    match = _DOCUMENT_NAME.match(name)
+    # A document path has an even number of segments: collection/id pairs.
+    if match is None or len(match.group(3).split("/")) % 2 != 0:
+        raise http_error(400, "INVALID_ARGUMENT", f"Invalid document name: {name}", name)
+    return name
+
+
+def _database(name: str) -> str:
+    return name.split("/documents", 1)[0]
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.lower() == "true"
+    return bool(value)
+
+
+def _field_paths(args: dict[str, Any], key: str) -> list[str] | None:
+    value = args.get(key)
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else [str(path) for path in value]
+
+
+def _document_pb(name: str, body: dict[str, Any]) -> Any:
+    document = document_types.Document.pb(document_types.Document())
+    json_format.ParseDict({**body, "name": name}, document)
+    return document
+
+
+def _to_json(message: Any) -> dict[str, Any]:
+    return json_format.MessageToDict(message)
+
+
+def _masked(document: dict[str, Any], paths: list[str] | None) -> dict[str, Any]:
+    """Apply a DocumentMask the way Firestore does: only the listed fields remain."""
+    if paths is None:
+        return document
+    fields = document.get("fields", {})
+    kept: dict[str, Any] = {}
+    for path in paths:
+        source, target = fields, kept
+        *parents, leaf = path.split(".")
+        for part in parents:
+            value = source.get(part, {}).get("mapValue", {}).get("fields")
+            if value is None:
+                break
+            source = value
+            target = target.setdefault(part, {"mapValue": {"fields": {}}})["mapValue"]["fields"]
+        else:
+            if leaf in source:
+                target[leaf] = source[leaf]
+    result = {key: value for key, value in document.items() if key != "fields"}
+    if kept:
+        result["fields"] = kept
+    return result

@@ -1,0 +1,291 @@
+"""Run a workflow file in workflows-emulator, in-process, against the local stack.
+
+    result = run_workflow("workflow/example.yaml", {"subject": "Deploy"},
+                          settings=RunSettings(firestore_host=host, base_url=url))
+
+What the runner adds to workflows-emulator, each patch scoped to one run:
+
+- the Firestore connector is answered by the emulator (FirestoreRestBridge);
+- the workflow environment is built by ``infra.workflow_env.workflow_env_vars``,
+  exactly as the Pulumi program builds the deployed workflow's, plus
+  GOOGLE_CLOUD_PROJECT_ID and a fresh GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID;
+- ``sys.now`` / ``sys.sleep`` (and the sleeps of ``retry`` steps) use a
+  ``clock``, so a benchmark can run hours of polling in virtual time;
+- executed steps and connector calls are counted, ``sys.log`` output and the
+  URLs ``getCallbackURL`` returns are surfaced through hooks;
+- the emulator's expression gaps are closed (local/emulator_compat.py), so
+  YAML behaves as it does on real Workflows.
+
+workflows-emulator keeps its state in module globals and the environment is
+process-wide, so runs are serialized with a lock: one workflow at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+from workflows_emulator import main as emulator
+from workflows_emulator.lib import sys_utils
+from workflows_emulator.utils import WorkflowError
+
+from infra.workflow_env import (
+    DEFAULT_COLLECTION,
+    DEFAULT_DATABASE,
+    WaitSettings,
+    workflow_env_vars,
+)
+from local.emulator_compat import patched_attribute, plain, real_workflows_semantics
+from local.firestore_rest_bridge import FirestoreRestBridge
+
+CALLBACKS_YAML = Path(__file__).resolve().parent.parent / "workflow" / "callbacks.yaml"
+SUBWORKFLOWS = ("getCallbackURL", "waitForResponse")
+ENV_PROJECT = "GOOGLE_CLOUD_PROJECT_ID"
+ENV_EXECUTION = "GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID"
+DEFAULT_PROJECT = "demo-workflow-callbacks"
+
+_RUN_LOCK = threading.Lock()
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class RealClock:
+    """Wall-clock time; the default."""
+
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Where the workflow's Firestore and receiver are, and how it waits."""
+
+    firestore_host: str
+    base_url: str
+    project: str = DEFAULT_PROJECT
+    database: str = DEFAULT_DATABASE
+    collection: str = DEFAULT_COLLECTION
+    wait: WaitSettings = field(default_factory=WaitSettings)
+
+
+@dataclass
+class RunResult:
+    """What one execution did. ``error`` is the Workflows error map if it failed."""
+
+    execution_id: str
+    result: Any = None
+    error: dict[str, Any] | None = None
+    steps: int = 0
+    steps_by_name: Counter[str] = field(default_factory=Counter)
+    connector_calls: Counter[str] = field(default_factory=Counter)
+    logs: list[tuple[str, Any]] = field(default_factory=list)
+    callback_urls: list[str] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+
+def load_workflow(path: str | Path) -> dict[str, Any]:
+    """Parse a workflow file; append workflow/callbacks.yaml unless it defines the subworkflows.
+
+    That is the source the Pulumi program deploys: the user's main plus the
+    callback subworkflows.
+    """
+    source = Path(path).read_text()
+    workflow = yaml.safe_load(source)
+    if isinstance(workflow, list):  # a bare list of steps is an implicit main
+        workflow = {"main": {"steps": workflow}}
+    if not isinstance(workflow, dict) or "main" not in workflow:
+        raise ValueError(f"{path}: a workflow needs a `main` (or be a list of steps)")
+    if not any(name in workflow for name in SUBWORKFLOWS):
+        workflow.update(yaml.safe_load(CALLBACKS_YAML.read_text()))
+    return workflow
+
+
+def run_workflow(
+    workflow: str | Path | Mapping[str, Any],
+    argument: Any = None,
+    *,
+    settings: RunSettings,
+    clock: Clock | None = None,
+    bridge: FirestoreRestBridge | None = None,
+    execution_id: str | None = None,
+    on_log: Callable[[str, Any], None] | None = None,
+    on_callback_url: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Execute ``workflow`` (a path or a parsed map) with ``argument`` as its main's argument.
+
+    Pass a ``bridge`` to share connector counters or inject faults; otherwise
+    one is created for this run. Never raises for a workflow error: see
+    ``RunResult.error``.
+    """
+    config = dict(workflow) if isinstance(workflow, Mapping) else load_workflow(workflow)
+    run = RunResult(execution_id=execution_id or str(uuid.uuid4()))
+    env = {
+        **workflow_env_vars(
+            base_url=settings.base_url,
+            database=settings.database,
+            collection=settings.collection,
+            wait=settings.wait,
+        ),
+        ENV_PROJECT: settings.project,
+        ENV_EXECUTION: run.execution_id,
+    }
+    hooks = _Hooks(run, clock or RealClock(), on_log, on_callback_url)
+    with contextlib.ExitStack() as stack:
+        if bridge is None:
+            bridge = stack.enter_context(FirestoreRestBridge(settings.firestore_host))
+        calls_before = Counter(bridge.calls)
+        stack.enter_context(_RUN_LOCK)
+        stack.enter_context(_environment(env))
+        stack.enter_context(_patched_emulator(bridge, hooks))
+        try:
+            # execute_workflow pops `main` and the emulator mutates what it is given.
+            run.result = emulator.execute_workflow(
+                copy.deepcopy(config), _main_params(config, argument)
+            )
+        except WorkflowError as error:
+            run.error = plain(error.payload)
+        except Exception as error:  # the emulator's own failures: bad YAML, missing vars
+            run.error = {"message": str(error), "tags": [type(error).__name__]}
+        finally:
+            run.connector_calls = bridge.calls - calls_before
+    return run
+
+
+def _main_params(config: Mapping[str, Any], argument: Any) -> dict[str, Any]:
+    # Real Workflows binds the execution argument to main's single parameter;
+    # the emulator matches parameters by name, so name it.
+    main = config["main"]
+    params = main.get("params", []) if isinstance(main, dict) else []
+    if not params:
+        return {}
+    first = params[0]
+    name = next(iter(first)) if isinstance(first, dict) else first
+    return {name: {} if argument is None else argument}
+
+
+class _Hooks:
+    def __init__(
+        self,
+        run: RunResult,
+        clock: Clock,
+        on_log: Callable[[str, Any], None] | None,
+        on_callback_url: Callable[[str], None] | None,
+    ) -> None:
+        self.run = run
+        self.clock = clock
+        self.on_log = on_log
+        self.on_callback_url = on_callback_url
+
+    def log(self, severity: str, payload: Any) -> None:
+        self.run.logs.append((severity, payload))
+        if self.on_log is not None:
+            self.on_log(severity, payload)
+
+    def callback_url(self, url: Any) -> None:
+        if isinstance(url, str):
+            self.run.callback_urls.append(url)
+            if self.on_callback_url is not None:
+                self.on_callback_url(url)
+
+    def step(self, name: str) -> None:
+        self.run.steps += 1
+        self.run.steps_by_name[name] += 1
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _patched_emulator(bridge: FirestoreRestBridge, hooks: _Hooks) -> Iterator[None]:
+    original_connector = emulator.StepCall.execute_connector
+    original_call = emulator.StepCall.execute
+    original_get_step = emulator.get_step
+
+    def execute_connector(rendered_step: dict[str, Any]) -> Any:
+        if bridge.handles(rendered_step["call"]):
+            return bridge.call(rendered_step["call"], rendered_step.get("args", {}))
+        return original_connector(rendered_step)
+
+    def execute_call(step: emulator.StepCall) -> Any:
+        outcome = original_call(step)
+        # Surface the URL as soon as getCallbackURL returns, before any wait.
+        if step.config.get("call") == "getCallbackURL" and "result" in step.config:
+            hooks.callback_url(step.context.get(step.config["result"]))
+        return outcome
+
+    def get_step(steps: list[dict[str, Any]], step_id: str | None) -> Any:
+        # execute_steps_list looks up every step it runs here, once per step.
+        found = original_get_step(steps, step_id)
+        if found[1] != emulator.STEP_NOT_FOUND:
+            hooks.step(found[0])
+        return found
+
+    def sys_log(
+        text: Any = None,
+        severity: str = "DEFAULT",
+        json: Any = None,
+        data: Any = None,
+        timeout: Any = None,
+    ) -> None:
+        payload = next((value for value in (text, json, data) if value is not None), None)
+        hooks.log(str(severity), plain(payload))
+
+    def sleep(seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"sys.sleep: seconds must not be negative, got {seconds}")
+        hooks.clock.sleep(seconds)
+
+    def sleep_until(when: str) -> None:
+        sleep(max(0.0, _parse_time(when) - hooks.clock.now()))
+
+    patches = [
+        (emulator.StepCall, "execute_connector", staticmethod(execute_connector)),
+        (emulator.StepCall, "execute", execute_call),
+        (emulator, "get_step", get_step),
+        (emulator, "sleep", hooks.clock.sleep),  # the backoff sleeps of `retry`
+        (sys_utils, "now", hooks.clock.now),
+        (sys_utils, "sleep", sleep),
+        (sys_utils, "sleep_until", sleep_until),
+        (sys_utils, "log", sys_log),
+    ]
+    with contextlib.ExitStack() as stack:
+        for target, name, value in patches:
+            stack.enter_context(patched_attribute(target, name, value))
+        stack.enter_context(real_workflows_semantics())
+        yield
+
+
+def _parse_time(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
