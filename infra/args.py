@@ -149,7 +149,9 @@ class CallbackBridgeArgs:
     def _source_problems(self) -> list[str]:
         problems: list[str] = []
         if not self.function_source_dir.is_dir():
-            problems.append(f"functionSourceDir {str(self.function_source_dir)!r} is not a folder")
+            problems.append(
+                f"functionSourceDir {_shown(self.function_source_dir)!r} is not a folder"
+            )
         try:
             self.workflow_source_contents()
         except WorkflowSourceError as error:
@@ -215,8 +217,16 @@ def read_text(path: Path, what: str) -> str:
         return path.read_text(encoding="utf-8")
     except OSError as error:
         raise WorkflowSourceError(
-            f"cannot read the {what} {str(path)!r}: {error.strerror}"
+            f"cannot read the {what} {_shown(path)!r}: {error.strerror}"
         ) from None
+
+
+def _shown(path: Path) -> str:
+    """Paths inside the project relative to it, as the user wrote them in config."""
+    try:
+        return path.resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _enum_problem(key: str, value: str, allowed: tuple[str, ...]) -> list[str]:

@@ -110,7 +110,7 @@ class CallbackBridge(pulumi.ComponentResource):
             account_id=names.function_account,
             display_name=f"Callback receiver function ({args.name})",
             description="Runs the callback receiver; reads and writes callback documents.",
-            opts=self._child(apis["iam"]),
+            opts=self._child(*self._apis(apis, "iam")),
         )
         workflow_sa = gcp.serviceaccount.Account(
             f"{name}-workflow-sa",
@@ -118,7 +118,7 @@ class CallbackBridge(pulumi.ComponentResource):
             account_id=names.workflow_account,
             display_name=f"Callback workflow ({args.name})",
             description="Runs the workflow; registers and reads callback documents.",
-            opts=self._child(apis["iam"]),
+            opts=self._child(*self._apis(apis, "iam")),
         )
         build_sa = gcp.serviceaccount.Account(
             f"{name}-build-sa",
@@ -126,7 +126,7 @@ class CallbackBridge(pulumi.ComponentResource):
             account_id=names.build_account,
             display_name=f"Callback function build ({args.name})",
             description="Builds the receiver function's container image in Cloud Build.",
-            opts=self._child(apis["iam"]),
+            opts=self._child(*self._apis(apis, "iam")),
         )
 
         # --- Firestore --------------------------------------------------

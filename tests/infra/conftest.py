@@ -143,8 +143,13 @@ def run_program_catching(
     config: dict[str, Any] | None = None,
     project: str | None = "my-project",
     region: str | None = "europe-west1",
+    program: Callable[[], None] | None = None,
 ) -> tuple[Deployment, Exception | None]:
-    """Like run_program, but hands back the program's exception with what got registered."""
+    """Like run_program, but hands back the program's exception with what got registered.
+
+    ``program`` replaces __main__.py, to drive the component the way another
+    Pulumi program would.
+    """
     all_config = {
         f"{PROJECT_NAME}:{key}": _config_text(value) for key, value in (config or {}).items()
     }
@@ -161,15 +166,18 @@ def run_program_catching(
     captured: dict[str, Any] = {}
 
     @pulumi.runtime.test
-    def program() -> pulumi.Output[Any] | None:
-        runpy.run_path(str(PROGRAM), run_name="__main__")
+    def run() -> pulumi.Output[Any] | None:
+        if program is None:
+            runpy.run_path(str(PROGRAM), run_name="__main__")
+        else:
+            program()
         root = runtime_settings.get_root_resource()
         outputs = dict(root.outputs) if root is not None else {}  # type: ignore[attr-defined]
         return pulumi.Output.all(**outputs).apply(captured.update) if outputs else None
 
     error: Exception | None = None
     try:
-        program()
+        run()
     except Exception as raised:
         error = raised
     resources = [_registered(monitor, urn, request) for urn, request in monitor.requests.items()]
