@@ -1,0 +1,146 @@
+"""python -m local demo|run: a workflow and its callbacks on the local stack.
+
+    python -m local demo [--wait-for-human]
+    python -m local run path/to/workflow.yaml [--wait-for-human] [--args JSON]
+
+Starts the Firestore emulator and the receiver, runs the workflow (with
+workflow/callbacks.yaml appended unless the file defines the subworkflows),
+prints each callback URL the moment getCallbackURL returns it, and the result.
+Without --wait-for-human it calls each URL itself after a short delay (a POST
+with a JSON body), so the run completes on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import requests
+
+from local.firestore_emulator import EmulatorError
+from local.receiver import ReceiverError
+from local.stack import local_stack
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "workflow" / "example.yaml"
+DEMO_ARGUMENT = {"subject": "Deploy release 1.4.2 to production"}
+DEFAULT_BODY = {"approved": True, "by": "demo"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if options.verbose else logging.CRITICAL)
+    # Ctrl-C (even if our parent ignored it) and SIGTERM unwind the with-blocks,
+    # which stop everything they started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    if options.command == "demo":
+        workflow, argument = EXAMPLE, DEMO_ARGUMENT
+    else:
+        workflow, argument = Path(options.workflow), options.args
+        if not workflow.is_file():
+            print(f"error: no such workflow file: {workflow}", file=sys.stderr)
+            return 2
+    try:
+        return _run(workflow, argument, options)
+    except (EmulatorError, ReceiverError) as error:
+        print(f"error: the local stack did not start: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: local stack stopped", file=sys.stderr)
+        return 130
+
+
+def _run(workflow: Path, argument: Any, options: argparse.Namespace) -> int:
+    timers: list[threading.Timer] = []
+
+    def on_url(url: str) -> None:
+        print(f"Callback URL: {url}", flush=True)
+        if options.wait_for_human:
+            body = json.dumps(options.callback_body)
+            print("Waiting for you. Call it, for example:", flush=True)
+            print(
+                "  curl -X POST -H 'Content-Type: application/json' "
+                f"-d {shlex.quote(body)} {shlex.quote(url)}",
+                flush=True,
+            )
+            return
+        timer = threading.Timer(options.delay, _send_callback, (url, options.callback_body))
+        timer.daemon = True
+        timers.append(timer)
+        timer.start()
+
+    def on_log(severity: str, payload: Any) -> None:
+        text = payload if isinstance(payload, str) else json.dumps(payload)
+        print(f"[workflow {severity}] {text}", flush=True)
+
+    print(f"Starting the local stack for {workflow} ...", flush=True)
+    with local_stack() as stack:
+        print(f"Receiver on {stack.receiver_url}", flush=True)
+        try:
+            result = stack.run(workflow, argument, on_callback_url=on_url, on_log=on_log)
+        finally:
+            for timer in timers:
+                timer.cancel()
+    if not result.succeeded:
+        print(f"Workflow failed: {json.dumps(result.error, indent=2)}", file=sys.stderr)
+        return 1
+    print("Workflow result:")
+    print(json.dumps(result.result, indent=2))
+    return 0
+
+
+def _send_callback(url: str, body: Any) -> None:
+    try:
+        response = requests.post(url, json=body, timeout=10)
+        print(f"Sent the callback: HTTP {response.status_code} {response.text.strip()}", flush=True)
+    except requests.RequestException as error:
+        print(f"Could not send the callback: {error}", file=sys.stderr, flush=True)
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from error
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run workflow/example.yaml (an approval gate)")
+    run = commands.add_parser("run", help="run your own workflow file")
+    run.add_argument("workflow", help="workflow YAML with a main (subworkflows are appended)")
+    run.add_argument("--args", type=_json, default=None, help="the execution argument, as JSON")
+    for command in (demo, run):
+        command.add_argument(
+            "--wait-for-human",
+            action="store_true",
+            help="do not send the callback: print a curl line and wait for you",
+        )
+        command.add_argument(
+            "--delay", type=float, default=1.0, help="seconds before the automatic callback"
+        )
+        command.add_argument(
+            "--callback-body",
+            type=_json,
+            default=DEFAULT_BODY,
+            help="JSON body of the callback (automatic or in the curl line)",
+        )
+        command.add_argument("--verbose", action="store_true", help="show the emulator's logs")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())
