@@ -1,0 +1,98 @@
+"""Bodies over CALLBACKS_MAX_BODY_BYTES are refused without being read whole."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+LIMIT = 1024
+
+
+class CountingStream(io.RawIOBase):
+    """A request body of `size` bytes that remembers how much was read."""
+
+    def __init__(self, size: int) -> None:
+        self.remaining = size
+        self.read_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = min(len(buffer), self.remaining)
+        buffer[:count] = b"x" * count
+        self.remaining -= count
+        self.read_bytes += count
+        return count
+
+
+@pytest.fixture
+def limited_client(make_client):
+    return make_client(CALLBACKS_MAX_BODY_BYTES=str(LIMIT))
+
+
+def _chunked_post(client, url: str, stream: CountingStream):
+    # Transfer-Encoding: chunked means no Content-Length; the server (like
+    # gunicorn) marks the stream as terminated so it may be read to its end.
+    return client.post(
+        url,
+        headers={"Transfer-Encoding": "chunked", "Content-Type": "text/plain"},
+        environ_overrides={"wsgi.input": stream, "wsgi.input_terminated": True},
+    )
+
+
+def test_body_at_the_limit_is_accepted(limited_client, register, callbacks, callback_url):
+    token = register()
+    response = limited_client.post(
+        callback_url(token=token), data="x" * LIMIT, content_type="text/plain"
+    )
+    assert response.status_code == 200
+    assert callbacks.document("run-1_approve").get().get("state") == "RECEIVED"
+
+
+def test_declared_content_length_over_the_limit_is_413_unread(
+    limited_client, register, callbacks, callback_url
+):
+    token = register()
+    stream = CountingStream(LIMIT + 1)
+    response = limited_client.post(
+        callback_url(token=token),
+        headers={"Content-Type": "text/plain", "Content-Length": str(LIMIT + 1)},
+        environ_overrides={"wsgi.input": stream, "CONTENT_LENGTH": str(LIMIT + 1)},
+    )
+
+    assert response.status_code == 413
+    assert "error" in response.get_json()
+    assert stream.read_bytes == 0
+    assert callbacks.document("run-1_approve").get().get("state") == "WAITING"
+
+
+def test_chunked_body_over_the_limit_is_413_after_limit_plus_one_bytes(
+    limited_client, register, callbacks, callback_url
+):
+    token = register()
+    stream = CountingStream(100 * LIMIT)
+
+    response = _chunked_post(limited_client, callback_url(token=token), stream)
+
+    assert response.status_code == 413
+    assert "error" in response.get_json()
+    # Neither the function nor functions-framework (which drains bodies after
+    # non-streamed responses) read past the limit.
+    assert stream.read_bytes == LIMIT + 1
+    assert callbacks.document("run-1_approve").get().get("state") == "WAITING"
+
+
+def test_chunked_body_within_the_limit_is_stored(limited_client, register, callbacks, callback_url):
+    token = register()
+    response = _chunked_post(limited_client, callback_url(token=token), CountingStream(LIMIT))
+    assert response.status_code == 200
+    assert callbacks.document("run-1_approve").get().get("state") == "RECEIVED"
+
+
+def test_default_limit_is_256_kib(client, register, callback_url):
+    token = register()
+    too_big = client.post(callback_url(token=token), data=b"x" * (262_144 + 1))
+    assert too_big.status_code == 413
+    assert client.post(callback_url(token=token), data=b"x" * 262_144).status_code == 200

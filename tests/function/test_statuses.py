@@ -1,0 +1,179 @@
+"""One test per row of the receiver's status table (docs/protocol.md)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+
+def test_registered_callback_is_stored(callback_url, client, register, callbacks):
+    token = register()
+    response = client.post(callback_url(token=token), json={"approved": True})
+
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "received", "runID": "run-1", "step": "approve"}
+    stored = callbacks.document("run-1_approve").get().to_dict()
+    assert stored["state"] == "RECEIVED"
+    assert stored["responded"] is True
+    assert stored["token"] == token  # the registration's fields are kept
+    assert {"createdAt", "expireAt", "receivedAt"} <= stored.keys()
+    assert stored["fingerprint"].startswith("sha256:")
+    assert json.loads(stored["payload"])["body"] == {"approved": True}
+
+
+def test_retry_with_the_same_payload_is_200_and_changes_nothing(
+    callback_url, client, register, callbacks
+):
+    token = register()
+    url = callback_url(token=token, value="yes")
+    assert client.post(url, json={"a": 1}).status_code == 200
+    before = callbacks.document("run-1_approve").get()
+
+    # A retry may carry other headers (trace ids, a new user agent).
+    retry = client.post(url, json={"a": 1}, headers={"User-Agent": "retrier/2"})
+
+    assert retry.status_code == 200
+    assert retry.get_json() == {"status": "received", "runID": "run-1", "step": "approve"}
+    after = callbacks.document("run-1_approve").get()
+    assert after.update_time == before.update_time
+    assert after.to_dict() == before.to_dict()
+
+
+@pytest.mark.parametrize(
+    "run_id, step",
+    [
+        (None, "approve"),
+        ("run-1", None),
+        ("", "approve"),
+        ("run-1", ""),
+        ("run_1", "approve"),  # "_" would make {runID}_{step} ambiguous
+        ("run 1", "approve"),
+        ("run-1", "appr ove"),
+        ("run-1\n", "approve"),
+    ],
+)
+def test_missing_or_malformed_ids_are_400(callback_url, client, callbacks, run_id, step):
+    response = client.get(callback_url(run_id, step))
+
+    assert response.status_code == 400
+    assert "error" in response.get_json()
+    assert list(callbacks.stream()) == []
+
+
+@pytest.mark.parametrize(
+    "token",
+    [None, "", "wrong", "TOKEN-IN-OTHER-CASE", "t\u00f6ken"],
+    ids=["missing", "empty", "wrong", "other-case", "non-ascii"],
+)
+def test_missing_or_wrong_token_is_403_and_stores_nothing(
+    callback_url, client, register, callbacks, token
+):
+    real = register()
+    if token == "TOKEN-IN-OTHER-CASE":
+        token = real.upper()
+    before = callbacks.document("run-1_approve").get()
+
+    response = client.get(callback_url(token=token))
+
+    assert response.status_code == 403
+    assert response.get_json() == {"error": "token missing or wrong for this callback"}
+    after = callbacks.document("run-1_approve").get()
+    assert after.update_time == before.update_time
+    assert after.get("state") == "WAITING"
+
+
+def test_wrong_token_is_403_even_after_receipt(callback_url, client, register):
+    token = register()
+    assert client.get(callback_url(token=token)).status_code == 200
+    assert client.get(callback_url(token="wrong")).status_code == 403
+
+
+def test_unregistered_callback_is_404_by_default(callback_url, client, callbacks):
+    response = client.get(callback_url(token="anything", value="x"))
+
+    assert response.status_code == 404
+    assert "error" in response.get_json()
+    assert not callbacks.document("run-1_approve").get().exists
+
+
+def test_unregistered_callback_is_stored_with_expiry_when_allowed(
+    callback_url, make_client, callbacks
+):
+    client = make_client(CALLBACKS_ALLOW_UNREGISTERED="true", CALLBACKS_TTL_SECONDS="3600")
+    before = datetime.now(UTC)
+
+    response = client.get(callback_url(value="early"))
+
+    assert response.status_code == 200
+    stored = callbacks.document("run-1_approve").get().to_dict()
+    assert stored["state"] == "RECEIVED"
+    assert "token" not in stored
+    assert stored["value"] == "early"
+    assert stored["createdAt"] >= before - timedelta(seconds=1)
+    assert stored["expireAt"] - stored["createdAt"] == timedelta(seconds=3600)
+    # An unregistered callback is not an open door for a different payload.
+    assert client.get(callback_url(value="late")).status_code == 409
+
+
+def test_unregistered_document_is_404_when_no_longer_allowed(callback_url, make_client, callbacks):
+    callbacks.document("run-1_approve").set({"state": "RECEIVED", "fingerprint": "x"})
+    assert make_client().get(callback_url()).status_code == 404
+
+
+@pytest.mark.parametrize("method", ["DELETE", "OPTIONS", "HEAD", "TRACE"])
+def test_other_methods_are_405_with_allow(callback_url, client, register, callbacks, method):
+    token = register()
+    response = client.open(callback_url(token=token), method=method)
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, POST, PUT, PATCH"
+    if method != "HEAD":
+        assert "error" in response.get_json()
+    assert callbacks.document("run-1_approve").get().get("state") == "WAITING"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH"])
+def test_every_allowed_method_is_stored(callback_url, client, register, callbacks, method):
+    token = register()
+    assert client.open(callback_url(token=token), method=method).status_code == 200
+    assert json.loads(callbacks.document("run-1_approve").get().get("payload"))["method"] == method
+
+
+def test_different_payload_after_receipt_is_409_and_keeps_the_first(
+    callback_url, client, register, callbacks
+):
+    token = register()
+    assert client.post(callback_url(token=token), json={"approved": True}).status_code == 200
+
+    response = client.post(callback_url(token=token), json={"approved": False})
+
+    assert response.status_code == 409
+    assert "error" in response.get_json()
+    payload = json.loads(callbacks.document("run-1_approve").get().get("payload"))
+    assert payload["body"] == {"approved": True}
+
+
+def test_invalid_json_body_is_400(callback_url, client, register, callbacks):
+    token = register()
+    response = client.post(
+        callback_url(token=token), data="{not json", content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert callbacks.document("run-1_approve").get().get("state") == "WAITING"
+
+
+def test_unexpected_error_is_a_json_500_without_details(callback_url, make_client, capsys):
+    client = make_client(CALLBACKS_MAX_BODY_BYTES="lots")
+
+    response = client.get(callback_url(token="secret-token-value"))
+
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "internal error"}
+    assert "Traceback" not in response.get_data(as_text=True)
+    out = capsys.readouterr().out
+    entry = json.loads(out.strip().splitlines()[-1])
+    assert entry["severity"] == "ERROR"
+    assert "CALLBACKS_MAX_BODY_BYTES" in entry["error"]
+    assert "secret-token-value" not in out
