@@ -1,11 +1,17 @@
 """The workflow-callbacks infrastructure as a reusable Pulumi component.
 
-Importing the package loads pulumi_gcp; infra.workflow_env stays importable
-on its own (no Pulumi import) for the local runner.
+The component (and with it pulumi_gcp) loads on first use, so the local
+runner can import infra.workflow_env without pulling in Pulumi.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from infra.args import CallbackBridgeArgs, WorkflowSourceError, compose_workflow_source
-from infra.component import TYPE_TOKEN, CallbackBridge
+
+if TYPE_CHECKING:
+    from infra.component import TYPE_TOKEN, CallbackBridge
 
 __all__ = [
     "TYPE_TOKEN",
@@ -14,3 +20,11 @@ __all__ = [
     "WorkflowSourceError",
     "compose_workflow_source",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("CallbackBridge", "TYPE_TOKEN"):
+        from infra import component
+
+        return getattr(component, name)
+    raise AttributeError(f"module 'infra' has no attribute {name!r}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,22 @@ def test_the_shipped_example_joins_with_the_shipped_subworkflows() -> None:
     )
 
     assert {"main", *CALLBACK_SUBWORKFLOWS} <= set(yaml.safe_load(combined))
+
+
+# --- packaging ----------------------------------------------------------------
+def test_the_shared_workflow_env_imports_without_pulumi() -> None:
+    # The local runner imports infra.workflow_env with no Pulumi engine around.
+    code = (
+        "import sys, infra.workflow_env; "
+        "sys.exit(1 if {'pulumi', 'pulumi_gcp'} & set(sys.modules) else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=False)
+
+    assert result.returncode == 0
+
+
+def test_the_package_exports_the_component() -> None:
+    import infra
+
+    assert infra.CallbackBridge.__name__ == "CallbackBridge"
+    assert infra.TYPE_TOKEN == "workflow-callbacks:index:CallbackBridge"
