@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from bench.ingest.report import ingest_section
-from bench.ingest.run import IngestConfig, run_ingest
+from bench.ingest.run import IngestConfig, run_ingest, run_profiles
 from bench.ingest.server import ServerSettings
 from bench.stack import emulator
 
@@ -31,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=",".join(defaults.scenarios),
         help="comma-separated subset of seed,registered,unregistered",
     )
+    parser.add_argument(
+        "--profile-callbacks",
+        type=int,
+        default=500,
+        help="callbacks per scenario for the one-at-a-time cost breakdown (0: skip it)",
+    )
 
 
 def config_from(args: argparse.Namespace) -> IngestConfig:
@@ -41,8 +47,17 @@ def config_from(args: argparse.Namespace) -> IngestConfig:
         clients=args.clients,
         server=ServerSettings(workers=args.workers, threads=args.threads),
         phase_deadline_s=args.phase_deadline,
-        scenarios=tuple(s.strip() for s in args.scenarios.split(",") if s.strip()),
+        scenarios=_keys(args.scenarios),
+        profile_callbacks=args.profile_callbacks,
     )
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _keys(text: str) -> tuple[str, ...]:
+    return tuple(key.strip() for key in text.split(",") if key.strip())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     config = config_from(parser.parse_args(argv))
     with emulator() as (host, pid):
-        results = run_ingest(config, host, pid, log=lambda m: print(m, file=sys.stderr))
-    print(ingest_section(config, results))
+        results = run_ingest(config, host, pid, log=_log)
+        profiles = run_profiles(config, host, pid, log=_log) if config.profile_callbacks else []
+    print(ingest_section(config, results, profiles))
     return 0 if all(r.ok for r in results) else 1
 
 

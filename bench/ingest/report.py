@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bench.ingest.profile import PathProfile, profile_table
 from bench.ingest.run import IngestConfig, ScenarioResult
 
 
@@ -42,7 +43,11 @@ def ingest_table(results: Sequence[ScenarioResult]) -> str:
     return "\n".join(lines)
 
 
-def ingest_section(config: IngestConfig, results: Sequence[ScenarioResult]) -> str:
+def ingest_section(
+    config: IngestConfig,
+    results: Sequence[ScenarioResult],
+    profiles: Sequence[PathProfile] = (),
+) -> str:
     s = config.server
     wall = ", ".join(f"{r.scenario.key} {r.phase.wall_seconds:.1f} s" for r in results)
     return "\n".join(
@@ -61,5 +66,21 @@ def ingest_section(config: IngestConfig, results: Sequence[ScenarioResult]) -> s
             "gunicorn arbiter + worker, emulator = the Node process, client = the load "
             "generator. Read back = every document of the scenario's collection compared "
             "with what was sent (warm-up included).",
+            *(_profile_part(config, profiles) if profiles else []),
         ]
     )
+
+
+def _profile_part(config: IngestConfig, profiles: Sequence[PathProfile]) -> list[str]:
+    return [
+        "",
+        "### Where a callback's time goes",
+        "",
+        f"Each receiver in-process (functions-framework's Flask app and test client, no "
+        f"gunicorn), {config.profile_callbacks} callbacks one at a time against the same "
+        "emulator. Wall and CPU from a plain pass; the split (cProfile cumulative time of "
+        "each part, as a share of the request, scaled to the plain pass's wall time) "
+        "from a second pass.",
+        "",
+        profile_table(list(profiles)),
+    ]

@@ -25,6 +25,7 @@ from google.cloud import firestore
 
 from bench.ingest.callbacks import Callback, make_callbacks
 from bench.ingest.loadgen import PhaseResult, run_phase
+from bench.ingest.profile import PathProfile, profile_path
 from bench.ingest.server import ServerSettings, serve_function
 from bench.ingest.verify import DocCheck, Verification, check_ours, check_seed, verify_collection
 from bench.procstat import tree_cpu_seconds
@@ -73,6 +74,8 @@ class IngestConfig:
     request_timeout_s: float = 30.0
     project: str = "bench-callbacks"
     scenarios: tuple[str, ...] = ("seed", "registered", "unregistered")
+    # Callbacks per scenario for the one-at-a-time cost breakdown (0: skip it).
+    profile_callbacks: int = 0
 
 
 @dataclass
@@ -139,12 +142,7 @@ def run_scenario(
     timed = make_callbacks(scenario.key, config.callbacks, scenario.with_tokens)
     if scenario.with_tokens:
         register(db, collection, warmup + timed)
-    env = {
-        "FIRESTORE_EMULATOR_HOST": emulator_host,
-        "GOOGLE_CLOUD_PROJECT": config.project,
-        "CALLBACKS_COLLECTION": collection,
-        **scenario.env,
-    }
+    env = _scenario_env(scenario, config, emulator_host, collection)
     log(f"{scenario.label}: {config.callbacks} callbacks from {config.clients} clients")
     with serve_function(scenario.source, env, config.server) as server:
         warm = run_phase(
@@ -177,6 +175,50 @@ def run_scenario(
         f"statuses {dict(phase.statuses)}; {verification.summary()}"
     )
     return result
+
+
+def _scenario_env(
+    scenario: Scenario, config: IngestConfig, emulator_host: str, collection: str
+) -> dict[str, str]:
+    return {
+        "FIRESTORE_EMULATOR_HOST": emulator_host,
+        "GOOGLE_CLOUD_PROJECT": config.project,
+        "CALLBACKS_COLLECTION": collection,
+        **scenario.env,
+    }
+
+
+def run_profiles(
+    config: IngestConfig,
+    emulator_host: str,
+    emulator_pid: int | None = None,
+    log: Callable[[str], None] = print,
+) -> list[PathProfile]:
+    """Each scenario's cost per callback, one request at a time (see bench.ingest.profile)."""
+    run_tag = uuid.uuid4().hex[:8]
+    db = firestore.Client(project=config.project, credentials=AnonymousCredentials())
+    profiles = []
+    for scenario in (s for s in SCENARIOS if s.key in config.scenarios):
+        collection = f"bench-{run_tag}-profile-{scenario.key}"
+        n = config.profile_callbacks
+        plain = make_callbacks(f"{scenario.key}-plain", n + 5, scenario.with_tokens)
+        profiled = make_callbacks(f"{scenario.key}-prof", n, scenario.with_tokens)
+        if scenario.with_tokens:
+            register(db, collection, plain + profiled)
+        log(f"profiling {scenario.label}: {n} callbacks, one at a time")
+        profiles.append(
+            profile_path(
+                scenario.key,
+                scenario.label,
+                scenario.source,
+                _scenario_env(scenario, config, emulator_host, collection),
+                plain,
+                profiled,
+                emulator_pid,
+            )
+        )
+    db.close()
+    return profiles
 
 
 def _delta(before: float | None, after: float | None) -> float | None:
