@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,7 +51,7 @@ class Settings:
     ttl_seconds: int = 604_800
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         return cls(
             project=env.get("GOOGLE_CLOUD_PROJECT") or None,
             database=env.get("CALLBACKS_DATABASE") or cls.database,
@@ -61,7 +62,7 @@ class Settings:
         )
 
 
-def _flag(env: Any, name: str, default: bool) -> bool:
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:
         return default
@@ -72,11 +73,11 @@ def _flag(env: Any, name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be true or false, not {raw!r}")
 
 
-def _positive_int(env: Any, name: str, default: int) -> int:
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) <= 0:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) <= 0:
         raise ValueError(f"{name} must be a positive integer, not {raw!r}")
     return int(raw)
 
@@ -190,11 +191,11 @@ def _json(body: dict[str, Any], status: int = 200) -> flask.Response:
 
 
 def _error_response(reply: _Reply) -> flask.Response:
-    body = json.dumps({"error": reply.error})
     if reply.status == 413:
         # A streamed response, because functions-framework reads the whole
         # request body after every non-streamed response: that would read the
         # oversized (possibly endless) body we just refused.
+        body = json.dumps({"error": reply.error})
         response = flask.Response(iter([body]), status=413, mimetype="application/json")
         response.headers["Connection"] = "close"
         return response
