@@ -105,17 +105,21 @@ class RunResult:
 
 
 def load_workflow(path: str | Path) -> dict[str, Any]:
-    """Parse a workflow file; append workflow/callbacks.yaml unless it defines the subworkflows.
+    """Parse a workflow file, with the callback subworkflows appended (see with_subworkflows)."""
+    return with_subworkflows(yaml.safe_load(Path(path).read_text()), str(path))
+
+
+def with_subworkflows(workflow: Any, origin: str = "workflow") -> dict[str, Any]:
+    """The workflow plus workflow/callbacks.yaml, unless it defines the subworkflows itself.
 
     That is the source the Pulumi program deploys: the user's main plus the
     callback subworkflows.
     """
-    source = Path(path).read_text()
-    workflow = yaml.safe_load(source)
     if isinstance(workflow, list):  # a bare list of steps is an implicit main
         workflow = {"main": {"steps": workflow}}
-    if not isinstance(workflow, dict) or "main" not in workflow:
-        raise ValueError(f"{path}: a workflow needs a `main` (or be a list of steps)")
+    if not isinstance(workflow, Mapping) or "main" not in workflow:
+        raise ValueError(f"{origin}: a workflow needs a `main` (or to be a list of steps)")
+    workflow = dict(workflow)
     if not any(name in workflow for name in SUBWORKFLOWS):
         workflow.update(yaml.safe_load(CALLBACKS_YAML.read_text()))
     return workflow
@@ -134,11 +138,15 @@ def run_workflow(
 ) -> RunResult:
     """Execute ``workflow`` (a path or a parsed map) with ``argument`` as its main's argument.
 
+    The callback subworkflows are appended unless the workflow defines them.
+
     Pass a ``bridge`` to share connector counters or inject faults; otherwise
     one is created for this run. Never raises for a workflow error: see
     ``RunResult.error``.
     """
-    config = dict(workflow) if isinstance(workflow, Mapping) else load_workflow(workflow)
+    config = (
+        with_subworkflows(workflow) if isinstance(workflow, Mapping) else load_workflow(workflow)
+    )
     run = RunResult(execution_id=execution_id or str(uuid.uuid4()))
     env = {
         **workflow_env_vars(

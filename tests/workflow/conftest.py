@@ -1,0 +1,150 @@
+"""Fixtures for running the callback subworkflows in workflows-emulator.
+
+One receiver (functions-framework) per session, on its own database; tests
+do not interfere because every run has its own execution id (the runID).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import firestore
+
+from infra.workflow_env import WaitSettings
+from local.firestore_rest_bridge import FirestoreRestBridge
+from local.receiver import ReceiverServer
+from local.workflow_runner import RunSettings
+
+# Short polls: a round trip takes a fraction of a second.
+FAST = WaitSettings(
+    poll_initial_seconds=0.05,
+    poll_multiplier=2.0,
+    poll_max_seconds=0.2,
+    timeout_seconds=30,
+    ttl_seconds=3_600,
+)
+
+
+class FakeClock:
+    """Virtual time: sleep() returns at once and advances now(); records every sleep."""
+
+    def __init__(self) -> None:
+        self.time = time.time()
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.time
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.time += seconds
+
+
+class TriggerClock:
+    """Real time, but runs ``action`` once, at the first sleep: i.e. during the wait."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self.action: Callable[[], None] | None = action
+        self.sleeps = 0
+
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        action, self.action = self.action, None
+        if action is not None:
+            action()
+        time.sleep(seconds)
+
+
+@pytest.fixture(scope="session")
+def callbacks_database(firestore_emulator_host: str) -> str:
+    return f"workflow-tests-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def receiver(
+    firestore_emulator_host: str, gcp_project: str, callbacks_database: str
+) -> Iterator[ReceiverServer]:
+    env = {
+        "FIRESTORE_EMULATOR_HOST": firestore_emulator_host,
+        "GOOGLE_CLOUD_PROJECT": gcp_project,
+        "CALLBACKS_DATABASE": callbacks_database,
+        "CALLBACKS_COLLECTION": "workflow_callbacks",
+    }
+    with ReceiverServer(env) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(
+    firestore_emulator_host: str,
+    gcp_project: str,
+    callbacks_database: str,
+    receiver: ReceiverServer,
+) -> RunSettings:
+    return RunSettings(
+        firestore_host=firestore_emulator_host,
+        base_url=receiver.url,
+        project=gcp_project,
+        database=callbacks_database,
+        wait=FAST,
+    )
+
+
+@pytest.fixture
+def bridge(firestore_emulator_host: str) -> Iterator[FirestoreRestBridge]:
+    with FirestoreRestBridge(firestore_emulator_host) as opened:
+        yield opened
+
+
+@pytest.fixture
+def callbacks(
+    firestore_emulator_host: str, gcp_project: str, callbacks_database: str
+) -> Iterator[firestore.CollectionReference]:
+    """The receiver's collection, to look at (or plant) callback documents."""
+    client = firestore.Client(
+        project=gcp_project, database=callbacks_database, credentials=AnonymousCredentials()
+    )
+    yield client.collection("workflow_callbacks")
+    client.close()
+
+
+@pytest.fixture
+def in_background() -> Iterator[Callable[[Callable[[], None]], None]]:
+    """Run a function in a thread; joined (and its exception re-raised) at teardown."""
+    threads: list[threading.Thread] = []
+    errors: list[BaseException] = []
+
+    def start(function: Callable[[], None]) -> None:
+        def target() -> None:
+            try:
+                function()
+            except BaseException as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=target, daemon=True)
+        threads.append(thread)
+        thread.start()
+
+    yield start
+    for thread in threads:
+        thread.join(timeout=10)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def trigger_clock() -> type[TriggerClock]:
+    return TriggerClock

@@ -1,0 +1,308 @@
+"""The callback subworkflows, run in workflows-emulator against the emulator and the receiver."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from infra.workflow_env import WaitSettings
+from local.workflow_runner import RunSettings, run_workflow
+
+# getCallbackURL then waitForResponse for input.step, with the settings from the
+# environment (RunSettings.wait); the URL is returned too.
+ROUND_TRIP = {
+    "main": {
+        "params": ["input"],
+        "steps": [
+            {
+                "register": {
+                    "call": "getCallbackURL",
+                    "args": {"step": "${input.step}"},
+                    "result": "url",
+                }
+            },
+            {
+                "wait": {
+                    "call": "waitForResponse",
+                    "args": {"step": "${input.step}"},
+                    "result": "answer",
+                }
+            },
+            {"done": {"return": {"url": "${url}", "answer": "${answer}"}}},
+        ],
+    }
+}
+
+
+def query(url: str) -> dict[str, str]:
+    return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
+
+
+def with_token(url: str, token: str) -> str:
+    return url.replace("token=" + query(url)["token"], "token=" + token)
+
+
+def test_callback_sent_before_the_wait_arrives_intact(settings, callbacks):
+    body = {"approved": True, "by": "alice", "nested": {"n": None, "list": [1, 2.5, "x"]}}
+    sent: list[int] = []
+
+    def send(url: str) -> None:  # runs as soon as getCallbackURL returns
+        sent.append(requests.post(url, json=body, timeout=10).status_code)
+
+    run = run_workflow(ROUND_TRIP, {"step": "approval"}, settings=settings, on_callback_url=send)
+
+    assert run.error is None
+    assert sent == [200]
+    answer = run.result["answer"]
+    assert answer["body"] == body
+    assert answer["method"] == "POST"
+    assert (answer["runID"], answer["step"]) == (run.execution_id, "approval")
+    # Found on the first poll: no sleep, one read, and the document is gone.
+    assert run.connector_calls == {"createDocument": 1, "get": 1, "delete": 1}
+    assert not callbacks.document(f"{run.execution_id}_approval").get().exists
+
+
+def test_callback_sent_during_the_wait_with_get_and_value(settings, callbacks, trigger_clock):
+    urls: list[str] = []
+    statuses: list[int] = []
+
+    def send() -> None:
+        response = requests.get(urls[0] + "&value=approve%20it&extra=1", timeout=10)
+        statuses.append(response.status_code)
+
+    clock = trigger_clock(send)
+    run = run_workflow(
+        ROUND_TRIP, {"step": "s-1"}, settings=settings, clock=clock, on_callback_url=urls.append
+    )
+
+    assert run.error is None
+    assert statuses == [200]
+    assert clock.sleeps >= 1  # it really was waiting
+    answer = run.result["answer"]
+    assert answer["method"] == "GET"
+    assert answer["value"] == "approve it"
+    assert answer["query"]["extra"] == "1"
+    assert "token" not in answer["query"]
+    assert run.connector_calls["get"] >= 2
+    assert not callbacks.document(f"{run.execution_id}_s-1").get().exists
+
+
+def test_no_callback_times_out_with_a_timeout_error_naming_it(settings, fake_clock):
+    slow = RunSettings(**{**settings.__dict__, "wait": WaitSettings(1, 2, 4, 20, 3600)})
+
+    run = run_workflow(ROUND_TRIP, {"step": "never"}, settings=slow, clock=fake_clock)
+
+    assert run.result is None
+    assert "TimeoutError" in run.error["tags"]
+    assert run.execution_id in run.error["message"]
+    assert "never" in run.error["message"]
+    # Backs off from the first interval to the cap, and stops exactly at the
+    # timeout: polls at 0, 1, 3, 7, 11, 15, 19 and 20 s.
+    assert fake_clock.sleeps == [1, 2, 4, 4, 4, 4, 1]
+    assert run.connector_calls["get"] == 8
+
+
+def test_per_call_settings_override_the_environment(settings, fake_clock):
+    workflow = {
+        "main": {
+            "steps": [
+                {"register": {"call": "getCallbackURL", "args": {"step": "x"}}},
+                {
+                    "wait": {
+                        "call": "waitForResponse",
+                        "args": {
+                            "step": "x",
+                            "pollInitialSeconds": 3,
+                            "pollMultiplier": 3,
+                            "pollMaxSeconds": 10,
+                            "timeoutSeconds": 30,
+                        },
+                    }
+                },
+            ]
+        }
+    }
+    run = run_workflow(workflow, settings=settings, clock=fake_clock)
+
+    assert "TimeoutError" in run.error["tags"]
+    assert fake_clock.sleeps == [3, 9, 10, 8]
+
+
+def test_a_retried_get_callback_url_returns_the_same_url(settings, callbacks):
+    workflow = {
+        "main": {
+            "steps": [
+                {"first": {"call": "getCallbackURL", "args": {"step": "retry"}, "result": "a"}},
+                {"again": {"call": "getCallbackURL", "args": {"step": "retry"}, "result": "b"}},
+                {"done": {"return": ["${a}", "${b}"]}},
+            ]
+        }
+    }
+    run = run_workflow(workflow, settings=settings)
+
+    first, second = run.result
+    assert first == second
+    assert len(query(first)["token"]) == 64
+    assert run.connector_calls == {"createDocument": 2, "get": 1}
+    document = callbacks.document(f"{run.execution_id}_retry").get().to_dict()
+    assert document["state"] == "WAITING"
+    assert document["token"] == query(first)["token"]
+    assert document["expireAt"] > document["createdAt"]
+
+
+def test_a_forged_token_is_refused_and_the_workflow_keeps_waiting(settings, trigger_clock):
+    urls: list[str] = []
+    statuses: list[int] = []
+
+    def forge_then_answer() -> None:
+        forged = with_token(urls[0], "0" * 64)
+        statuses.append(requests.post(forged, json={"approved": True}, timeout=10).status_code)
+        tokenless = urls[0].split("&token=")[0]
+        statuses.append(requests.post(tokenless, json={"approved": True}, timeout=10).status_code)
+        statuses.append(requests.post(urls[0], json={"approved": False}, timeout=10).status_code)
+
+    clock = trigger_clock(forge_then_answer)
+    run = run_workflow(
+        ROUND_TRIP, {"step": "gate"}, settings=settings, clock=clock, on_callback_url=urls.append
+    )
+
+    assert statuses == [403, 403, 200]
+    assert run.result["answer"]["body"] == {"approved": False}
+
+
+def test_two_steps_of_one_run_do_not_interfere(settings, callbacks):
+    workflow = {
+        "main": {
+            "steps": [
+                {"a": {"call": "getCallbackURL", "args": {"step": "a"}, "result": "urlA"}},
+                {"b": {"call": "getCallbackURL", "args": {"step": "b"}, "result": "urlB"}},
+                {"waitB": {"call": "waitForResponse", "args": {"step": "b"}, "result": "answerB"}},
+                {"waitA": {"call": "waitForResponse", "args": {"step": "a"}, "result": "answerA"}},
+                {"done": {"return": {"a": "${answerA}", "b": "${answerB}"}}},
+            ]
+        }
+    }
+    urls: list[str] = []
+    statuses: list[int] = []
+
+    def send(url: str) -> None:
+        urls.append(url)
+        if len(urls) == 2:  # both registered: cross the tokens, then answer each
+            url_a, url_b = urls
+            statuses.append(
+                requests.post(
+                    with_token(url_b, query(url_a)["token"]), json={}, timeout=10
+                ).status_code
+            )
+            for each in urls:
+                step = query(each)["step"]
+                statuses.append(requests.post(each, json={"for": step}, timeout=10).status_code)
+
+    run = run_workflow(workflow, settings=settings, on_callback_url=send)
+
+    assert statuses == [403, 200, 200]
+    assert run.result["a"]["body"] == {"for": "a"}
+    assert run.result["b"]["body"] == {"for": "b"}
+    assert (run.result["a"]["step"], run.result["b"]["step"]) == ("a", "b")
+    for step in "ab":
+        assert not callbacks.document(f"{run.execution_id}_{step}").get().exists
+
+
+def test_an_early_unregistered_callback_is_kept_and_returned(settings, callbacks):
+    # What the receiver stores when CALLBACKS_ALLOW_UNREGISTERED lets a
+    # callback in before getCallbackURL ran: RECEIVED, no token.
+    run_id = "early-run-1"
+    payload = '{"method": "GET", "query": {}, "body": null, "value": "yes"}'
+    callbacks.document(f"{run_id}_early").set(
+        {"state": "RECEIVED", "responded": True, "value": "yes", "payload": payload}
+    )
+    workflow = {
+        "main": {
+            "steps": [
+                {
+                    "url": {
+                        "call": "getCallbackURL",
+                        "args": {"step": "early", "runID": run_id},
+                        "result": "url",
+                    }
+                },
+                {
+                    "wait": {
+                        "call": "waitForResponse",
+                        "args": {"step": "early", "runID": run_id},
+                        "result": "answer",
+                    }
+                },
+                {"done": {"return": {"url": "${url}", "answer": "${answer}"}}},
+            ]
+        }
+    }
+    run = run_workflow(workflow, settings=settings)
+
+    assert run.error is None
+    assert run.result["url"] == f"{settings.base_url}?runID={run_id}&step=early"
+    assert run.result["answer"]["value"] == "yes"
+    assert run.result["answer"]["body"] is None
+    assert not callbacks.document(f"{run_id}_early").get().exists
+
+
+def test_firestore_errors_other_than_404_are_raised(settings, bridge, fake_clock):
+    bridge.fail_next("get", status=503, grpc_status="UNAVAILABLE")
+    unavailable = run_workflow(ROUND_TRIP, {"step": "x"}, settings=settings, bridge=bridge)
+
+    bridge.fail_next("get", status=403, grpc_status="PERMISSION_DENIED")
+    forbidden = run_workflow(ROUND_TRIP, {"step": "x"}, settings=settings, bridge=bridge)
+
+    bridge.fail_next("createDocument", status=500, grpc_status="INTERNAL")
+    not_registered = run_workflow(ROUND_TRIP, {"step": "x"}, settings=settings, bridge=bridge)
+
+    assert unavailable.error["code"] == 503
+    assert unavailable.error["body"]["error"]["status"] == "UNAVAILABLE"
+    assert forbidden.error["code"] == 403
+    assert not_registered.error["code"] == 500
+    assert not_registered.connector_calls == {"createDocument": 1}
+
+
+def test_invalid_ids_raise_a_value_error(settings):
+    bad_step = run_workflow(ROUND_TRIP, {"step": "a/b"}, settings=settings)
+    workflow: dict[str, Any] = {
+        "main": {
+            "steps": [{"u": {"call": "getCallbackURL", "args": {"step": "s", "runID": "a_b"}}}]
+        }
+    }
+    bad_run = run_workflow(workflow, settings=settings)
+
+    assert bad_step.error["tags"] == ["ValueError"]
+    assert "a/b" in bad_step.error["message"]
+    assert bad_run.error["tags"] == ["ValueError"]
+    assert "runID" in bad_run.error["message"]
+    assert bad_step.connector_calls == {}
+
+
+def test_the_example_workflow_approves_and_rejects(settings, repo_root):
+    def answer_with(body: dict[str, Any]) -> Any:
+        return lambda url: requests.post(url, json=body, timeout=10).raise_for_status()
+
+    example = repo_root / "workflow" / "example.yaml"
+    approved = run_workflow(
+        example,
+        {"subject": "S"},
+        settings=settings,
+        on_callback_url=answer_with({"approved": True}),
+    )
+    rejected = run_workflow(
+        example, {}, settings=settings, on_callback_url=answer_with({"approved": "yes"})
+    )
+    by_value = run_workflow(
+        example,
+        settings=settings,
+        on_callback_url=lambda url: requests.get(url + "&value=approve", timeout=10),
+    )
+
+    assert approved.result["decision"] == "approved"
+    assert approved.result["subject"] == "S"
+    assert approved.logs[0][0] == "NOTICE"
+    assert rejected.result["decision"] == "rejected"
+    assert by_value.result["decision"] == "approved"

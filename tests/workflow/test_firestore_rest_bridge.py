@@ -1,0 +1,120 @@
+"""The bridge answers like Firestore's REST API: same documents, same status codes."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from local.firestore_rest_bridge import CONNECTOR_PREFIX
+
+
+@pytest.fixture
+def root(gcp_project, firestore_database) -> str:
+    return f"projects/{gcp_project}/databases/{firestore_database}/documents"
+
+
+def call(bridge, method: str, **args):
+    return bridge.call(CONNECTOR_PREFIX + method, args)
+
+
+def status_of(bridge, method: str, **args) -> tuple[int, str]:
+    with pytest.raises(requests.HTTPError) as caught:
+        call(bridge, method, **args)
+    error = caught.value.response.json()["error"]
+    assert error["code"] == caught.value.response.status_code
+    return caught.value.response.status_code, error["status"]
+
+
+BODY = {
+    "fields": {
+        "s": {"stringValue": "x"},
+        "i": {"integerValue": "7"},
+        "b": {"booleanValue": False},
+        "n": {"nullValue": None},
+        "t": {"timestampValue": "2026-01-02T03:04:05.123456Z"},
+        "m": {"mapValue": {"fields": {"k": {"doubleValue": 1.5}, "o": {"stringValue": "y"}}}},
+    }
+}
+
+
+def test_create_get_patch_delete_round_trip(bridge, root, firestore_client):
+    created = call(
+        bridge, "createDocument", parent=root, collectionId="c", documentId="d", body=BODY
+    )
+    name = f"{root}/c/d"
+
+    assert created["name"] == name
+    assert created["fields"] == BODY["fields"]
+    assert call(bridge, "get", name=name)["fields"] == BODY["fields"]
+    assert firestore_client.document("c/d").get().to_dict()["i"] == 7
+    masked = call(bridge, "get", name=name, **{"mask.fieldPaths": ["s", "m.k"]})
+    assert masked["fields"] == {
+        "s": BODY["fields"]["s"],
+        "m": {"mapValue": {"fields": {"k": {"doubleValue": 1.5}}}},
+    }
+
+    patched = call(
+        bridge,
+        "patch",
+        name=name,
+        body={"fields": {"s": {"stringValue": "z"}}},
+        **{"updateMask.fieldPaths": ["s"], "currentDocument.exists": True},
+    )
+    assert patched["fields"]["s"] == {"stringValue": "z"}
+    assert patched["fields"]["i"] == {"integerValue": "7"}  # outside the mask: kept
+
+    assert call(bridge, "delete", name=name) == {}
+    assert not firestore_client.document("c/d").get().exists
+    assert bridge.calls == {"createDocument": 1, "get": 2, "patch": 1, "delete": 1}
+
+
+def test_status_codes_match_firestore_rest(bridge, root):
+    name = f"{root}/c/d"
+    assert status_of(bridge, "get", name=name) == (404, "NOT_FOUND")
+    call(bridge, "createDocument", parent=root, collectionId="c", documentId="d", body=BODY)
+    assert status_of(
+        bridge, "createDocument", parent=root, collectionId="c", documentId="d", body=BODY
+    ) == (409, "ALREADY_EXISTS")
+    assert status_of(
+        bridge, "patch", name=name, body=BODY, **{"currentDocument.exists": False}
+    ) == (409, "ALREADY_EXISTS")
+    assert status_of(
+        bridge, "patch", name=f"{root}/c/missing", body=BODY, **{"currentDocument.exists": True}
+    ) == (404, "NOT_FOUND")
+    assert status_of(
+        bridge,
+        "patch",
+        name=name,
+        body=BODY,
+        **{"currentDocument.updateTime": "2001-01-01T00:00:00Z"},
+    ) == (400, "FAILED_PRECONDITION")
+    assert status_of(
+        bridge, "delete", name=f"{root}/c/missing", **{"currentDocument.exists": True}
+    ) == (404, "NOT_FOUND")
+    assert status_of(bridge, "get", name=f"{root}/c") == (400, "INVALID_ARGUMENT")
+    assert status_of(
+        bridge, "createDocument", parent=root, collectionId="c", body={"fields": {"x": {"no": 1}}}
+    ) == (400, "INVALID_ARGUMENT")
+    call(bridge, "delete", name=f"{root}/c/missing")  # no precondition: deleting nothing is fine
+
+
+def test_update_time_precondition_that_matches_applies(bridge, root):
+    created = call(
+        bridge, "createDocument", parent=root, collectionId="c", documentId="u", body=BODY
+    )
+    patched = call(
+        bridge,
+        "patch",
+        name=created["name"],
+        body={"fields": {"s": {"stringValue": "w"}}},
+        **{"currentDocument.updateTime": created["updateTime"]},
+    )
+    assert patched["fields"]["s"] == {"stringValue": "w"}
+    assert patched["updateTime"] > created["updateTime"]
+
+
+def test_injected_faults_look_like_firestore_errors(bridge, root):
+    bridge.fail_next("get", status=503, grpc_status="UNAVAILABLE", times=2)
+    assert status_of(bridge, "get", name=f"{root}/c/d") == (503, "UNAVAILABLE")
+    assert status_of(bridge, "get", name=f"{root}/c/d") == (503, "UNAVAILABLE")
+    assert status_of(bridge, "get", name=f"{root}/c/d") == (404, "NOT_FOUND")
