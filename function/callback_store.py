@@ -15,10 +15,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from callback_request import Callback
 from google.api_core import exceptions, gapic_v1
 from google.api_core import retry as retries
 from google.cloud import firestore
+
+from callback_request import Callback
 
 WAITING = "WAITING"
 RECEIVED = "RECEIVED"

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import callback_store
 import flask
+from google.cloud import firestore
+
+import callback_store
 from callback_request import (
     BadRequest,
     BodyTooLarge,
@@ -31,7 +33,6 @@ from callback_request import (
     read_body,
 )
 from callback_store import Outcome
-from google.cloud import firestore
 
 ALLOWED_METHODS = ("GET", "POST", "PUT", "PATCH")
 RETRY_AFTER_SECONDS = 5
