@@ -1,0 +1,167 @@
+"""End to end over HTTP: `python -m local` runs the example; we call the URL it prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.e2e
+TIMEOUT = 60
+
+
+class LocalCli:
+    """`python -m local ...` as a subprocess whose output lines we can wait for."""
+
+    def __init__(self, repo_root: Path, args: list[str], env: dict[str, str]) -> None:
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.output: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-u", "-m", "local", *args],
+            cwd=repo_root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for(self, prefix: str) -> str:
+        while True:
+            line = self.lines.get(timeout=TIMEOUT)
+            if line is None:
+                raise AssertionError(f"exited before {prefix!r}:\n" + "\n".join(self.output))
+            self.output.append(line)
+            if line.startswith(prefix):
+                return line[len(prefix) :].strip()
+
+    def finish(self) -> tuple[int, str]:
+        code = self.process.wait(timeout=TIMEOUT)
+        while (line := self.lines.get(timeout=TIMEOUT)) is not None:
+            self.output.append(line)
+        return code, "\n".join(self.output)
+
+    def result(self) -> dict:
+        code, output = self.finish()
+        assert code == 0, output
+        return json.loads(output.split("Workflow result:", 1)[1])
+
+
+@pytest.fixture
+def cli(repo_root) -> Iterator:
+    started: list[LocalCli] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> LocalCli:
+        started.append(LocalCli(repo_root, list(args), env or dict(os.environ)))
+        return started[-1]
+
+    yield start
+    for each in started:  # never leave a stack behind, even when a test fails
+        if each.process.poll() is None:
+            each.process.terminate()
+            each.process.wait(timeout=30)
+
+
+def test_run_waits_for_a_human_who_posts_to_the_printed_url(cli, firestore_emulator_host):
+    run = cli(
+        "run", "workflow/example.yaml", "--wait-for-human", "--args", '{"subject": "E2E change"}'
+    )
+    url = run.wait_for("Callback URL:")
+    run.wait_for("  curl ")
+
+    response = requests.post(url, json={"approved": False, "by": "e2e"}, timeout=10)
+
+    assert response.status_code == 200
+    result = run.result()
+    assert result["decision"] == "rejected"
+    assert result["subject"] == "E2E change"
+    assert result["callback"]["body"] == {"approved": False, "by": "e2e"}
+
+
+def test_a_human_can_approve_with_a_get_and_a_value(cli, firestore_emulator_host):
+    run = cli("run", "workflow/example.yaml", "--wait-for-human")
+    url = run.wait_for("Callback URL:")
+
+    assert requests.get(url + "&value=approve", timeout=10).status_code == 200
+
+    result = run.result()
+    assert result["decision"] == "approved"
+    assert result["callback"]["method"] == "GET"
+    assert result["callback"]["value"] == "approve"
+
+
+def test_the_demo_completes_on_its_own_on_a_fresh_stack(cli):
+    # No FIRESTORE_EMULATOR_HOST: the demo starts (and stops) its own emulator.
+    env = {key: value for key, value in os.environ.items() if key != "FIRESTORE_EMULATOR_HOST"}
+    demo = cli("demo", "--delay", "0.2", env=env)
+
+    assert demo.wait_for("Callback URL:").startswith("http://127.0.0.1:")
+    result = demo.result()
+    assert result["decision"] == "approved"
+    assert result["callback"]["body"] == {"approved": True, "by": "demo"}
+
+
+def test_a_failing_workflow_exits_non_zero_with_the_error(cli, firestore_emulator_host, tmp_path):
+    workflow = tmp_path / "bad.yaml"
+    workflow.write_text(
+        "main:\n  steps:\n    - url:\n        call: getCallbackURL\n        args:\n"
+        "          step: not/valid\n"
+    )
+    code, output = cli("run", str(workflow)).finish()
+
+    assert code == 1
+    assert "Workflow failed" in output
+    assert "ValueError" in output
+
+
+def children_of(pid: int) -> set[int]:
+    listing = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False
+    )
+    return {int(word) for word in listing.stdout.split()}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead too: it only waits for its parent to read its status.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_ctrl_c_stops_everything_the_stack_started(cli):
+    env = {key: value for key, value in os.environ.items() if key != "FIRESTORE_EMULATOR_HOST"}
+    run = cli("run", "workflow/example.yaml", "--wait-for-human", env=env)
+    receiver_url = run.wait_for("Receiver on")
+    run.wait_for("Callback URL:")
+    started = children_of(run.process.pid)
+    assert len(started) == 2  # the emulator and the receiver
+
+    run.process.send_signal(signal.SIGINT)
+    code, output = run.finish()
+
+    assert code == 130, output
+    assert "interrupted" in output
+    assert not [pid for pid in started if alive(pid)]
+    with pytest.raises(requests.ConnectionError):
+        requests.get(receiver_url, timeout=2)
