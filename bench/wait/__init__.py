@@ -1,0 +1,1 @@
+"""bench.wait: what waiting for a callback costs, under a virtual clock."""

@@ -1,0 +1,65 @@
+"""python -m bench.wait: steps, reads and resume delay of a wait, per schedule and T.
+
+Exits non-zero if an execution failed, its payload came back changed, or its counts
+disagree with the poll schedule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.stack import emulator
+from bench.wait.report import wait_section
+from bench.wait.run import ARRIVALS, SEED, SHIPPED, WaitConfig, run_wait
+from bench.wait.schedule import Schedule
+
+
+def _schedule(text: str) -> Schedule:
+    try:
+        initial, multiplier, cap = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want INITIAL,MULTIPLIER,CAP, got {text!r}") from None
+    return Schedule(initial, multiplier, cap)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = WaitConfig()
+    parser.add_argument(
+        "--arrivals",
+        default=",".join(f"{a:g}" for a in ARRIVALS),
+        help="callback arrival times in seconds, comma-separated",
+    )
+    parser.add_argument(
+        "--schedule",
+        type=_schedule,
+        action="append",
+        metavar="INITIAL,MULTIPLIER,CAP",
+        help="a schedule to evaluate besides the seed's and the shipped one (repeatable); "
+        "default: the built-in candidates",
+    )
+    parser.add_argument("--timeout", type=float, default=defaults.timeout_s)
+
+
+def config_from(args: argparse.Namespace) -> WaitConfig:
+    arrivals = tuple(float(a) for a in args.arrivals.split(",") if a.strip())
+    if any(a <= 0 for a in arrivals) or any(a >= args.timeout for a in arrivals):
+        raise SystemExit("--arrivals must be above 0 and below --timeout")
+    schedules = WaitConfig().schedules
+    if args.schedule:
+        schedules = (SEED, SHIPPED, *args.schedule)
+    return WaitConfig(arrivals=arrivals, schedules=schedules, timeout_s=args.timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.wait", description=__doc__)
+    add_arguments(parser)
+    config = config_from(parser.parse_args(argv))
+    with emulator():
+        cases = run_wait(config, log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(wait_section(config, cases))
+    return 0 if all(c.ok for c in cases) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

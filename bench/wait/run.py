@@ -1,0 +1,220 @@
+"""Run the real callback subworkflows under a virtual clock and count what a wait costs.
+
+For each poll schedule and each arrival time T, one execution of driver.yaml (with
+workflow/callbacks.yaml appended, unchanged) runs in local/workflow_runner.py with
+a VirtualClock. When getCallbackURL hands out the URL, the harness schedules the
+callback on the clock; the clock's sleep that crosses T posts it to the real
+receiver (functions-framework over HTTP on loopback). Counted per execution:
+
+- steps executed (the runner counts every step it runs; Workflows bills per step),
+- Firestore connector calls (reads = ``get``; writes = createDocument, delete),
+- resume delay: virtual time from the callback's arrival to waitForResponse
+  returning, and the poll interval the callback fell into (the worst delay of a
+  callback arriving near T: just after a read, it waits that whole interval).
+
+Each execution is checked against the schedule model (bench.wait.schedule), and the
+callback's payload must come back intact: a harness that measured something else
+fails instead of printing a plausible number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from bench.wait.clock import VirtualClock
+from bench.wait.schedule import Expected, Schedule, expected
+from infra.workflow_env import WaitSettings
+from local.stack import local_stack
+from local.workflow_runner import RunResult, RunSettings, run_workflow
+
+DRIVER = Path(__file__).resolve().parent / "driver.yaml"
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86_400.0
+ARRIVALS = (5.0, MINUTE, 10 * MINUTE, HOUR, DAY)
+
+_SHIPPED = WaitSettings()
+SEED = Schedule(30, 1, 30, "seed: fixed 30 s")
+SHIPPED = Schedule(
+    _SHIPPED.poll_initial_seconds,
+    _SHIPPED.poll_multiplier,
+    _SHIPPED.poll_max_seconds,
+    "shipped defaults",
+)
+# Other (first interval, multiplier, cap) triples to weigh against each other.
+CANDIDATES = (
+    Schedule(1, 2, 30),
+    Schedule(1, 2, 60),
+    Schedule(2, 2, 60),
+    Schedule(2, 2, 120),
+    Schedule(2, 2, 300),
+    Schedule(5, 2, 300),
+    Schedule(1, 1.5, 60),
+)
+
+
+@dataclass(frozen=True)
+class WaitConfig:
+    arrivals: tuple[float, ...] = ARRIVALS
+    schedules: tuple[Schedule, ...] = (SEED, SHIPPED, *CANDIDATES)
+    # Longer than the longest arrival, so a late callback measures polling, not the
+    # timeout (WaitSettings' shipped timeout is exactly 24 h).
+    timeout_s: float = 2 * DAY
+    # Also run T = 0 (the callback is there before the first read): the fewest steps
+    # the subworkflows can take, i.e. what a push design would cost every time.
+    include_floor: bool = True
+
+
+@dataclass
+class WaitCase:
+    schedule: Schedule
+    arrival: float
+    expected: Expected
+    steps: int = 0
+    reads: int = 0
+    writes: int = 0
+    resume_at: float = math.nan
+    interval_at_arrival: float = 0.0
+    delivery_status: int | None = None
+    real_seconds: float = 0.0
+    error: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def delay(self) -> float:
+        return self.resume_at - self.arrival
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _dedupe(schedules: tuple[Schedule, ...]) -> list[Schedule]:
+    """Drop a candidate equal to an earlier schedule (say, the shipped defaults)."""
+    seen: set[tuple[float, float, float]] = set()
+    kept = []
+    for s in schedules:
+        key = (s.initial, s.multiplier, s.cap)
+        if key not in seen:
+            seen.add(key)
+            kept.append(s)
+    return kept
+
+
+def _deliver(url: str, value: str, body: dict[str, Any]) -> int:
+    # What the external system does with the URL: call it with its answer.
+    response = requests.post(url, params={"value": value}, json=body, timeout=30)
+    return response.status_code
+
+
+def run_case(
+    schedule: Schedule,
+    arrival: float,
+    config: WaitConfig,
+    base: RunSettings,
+    workflow: dict[str, Any],
+) -> WaitCase:
+    case = WaitCase(schedule, arrival, expected(schedule, arrival, config.timeout_s))
+    clock = VirtualClock()
+    step = f"bench-{uuid.uuid4().hex[:8]}"
+    value = f"answer at {arrival:g} s ü&x=1"
+    body = {"approved": True, "arrival": arrival}
+
+    def send() -> None:
+        case.delivery_status = _deliver(urls[0], value, body)
+
+    urls: list[str] = []
+
+    def on_url(url: str) -> None:
+        urls.append(url)
+        if arrival <= 0:
+            send()  # already there when waitForResponse first reads
+        else:
+            clock.at(arrival, send)
+
+    settings = dataclasses.replace(
+        base,
+        wait=WaitSettings(
+            poll_initial_seconds=schedule.initial,
+            poll_multiplier=schedule.multiplier,
+            poll_max_seconds=schedule.cap,
+            timeout_seconds=int(config.timeout_s),
+            ttl_seconds=max(_SHIPPED.ttl_seconds, int(config.timeout_s)),
+        ),
+    )
+    started = time.perf_counter()
+    run: RunResult = run_workflow(
+        workflow, {"step": step}, settings=settings, clock=clock, on_callback_url=on_url
+    )
+    case.real_seconds = time.perf_counter() - started
+    case.steps = run.steps
+    case.reads = run.connector_calls.get("get", 0)
+    case.writes = sum(n for method, n in run.connector_calls.items() if method != "get")
+    case.resume_at = clock.elapsed
+    case.error = run.error
+    if clock.fired:
+        case.interval_at_arrival = clock.fired[0][1]
+    _check(case, run, value, body)
+    return case
+
+
+def _check(case: WaitCase, run: RunResult, value: str, body: dict[str, Any]) -> None:
+    problems = case.problems
+    if not run.succeeded:
+        problems.append(f"workflow failed: {run.error}")
+        return
+    if case.delivery_status != 200:
+        problems.append(f"callback answered {case.delivery_status}, not 200")
+    result = run.result if isinstance(run.result, dict) else {}
+    if result.get("value") != value or result.get("body") != body:
+        problems.append(f"payload came back changed: {result!r}")
+    exp = case.expected
+    if case.reads != exp.reads:
+        problems.append(f"{case.reads} reads, the schedule says {exp.reads}")
+    if not math.isclose(case.resume_at, exp.resume_at, abs_tol=1e-6):
+        problems.append(f"resumed at {case.resume_at:g} s, the schedule says {exp.resume_at:g} s")
+    # The delay can never exceed the interval the callback fell into (nor the cap).
+    if case.delay < -1e-6 or case.delay > max(case.interval_at_arrival, 0.0) + 1e-6:
+        problems.append(f"delay {case.delay:g} s outside [0, {case.interval_at_arrival:g}] s")
+    if case.arrival > 0 and not math.isclose(
+        case.interval_at_arrival, exp.interval_at_arrival, abs_tol=1e-6
+    ):
+        problems.append(
+            f"arrived during a {case.interval_at_arrival:g} s sleep, "
+            f"the schedule says {exp.interval_at_arrival:g} s"
+        )
+
+
+@contextmanager
+def _stack() -> Iterator[RunSettings]:
+    # A collection of its own per harness run: the emulator may be shared.
+    collection = f"bench-wait-{uuid.uuid4().hex[:8]}"
+    with local_stack(collection=collection) as stack:
+        yield stack.settings
+
+
+def run_wait(config: WaitConfig, log: Callable[[str], None] = print) -> list[WaitCase]:
+    """Every schedule at every arrival time (plus T = 0 if configured)."""
+    workflow = yaml.safe_load(DRIVER.read_text())
+    arrivals = ((0.0,) if config.include_floor else ()) + tuple(config.arrivals)
+    cases = []
+    with _stack() as base:
+        for schedule in _dedupe(config.schedules):
+            for arrival in arrivals:
+                case = run_case(schedule, arrival, config, base, workflow)
+                cases.append(case)
+                log(
+                    f"{schedule.label}, T={arrival:g} s: {case.steps} steps, {case.reads} reads, "
+                    f"delay {case.delay:g} s ({case.real_seconds:.1f} s real)"
+                    + ("" if case.ok else f" PROBLEMS: {case.problems}")
+                )
+    return cases

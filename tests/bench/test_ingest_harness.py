@@ -1,0 +1,106 @@
+"""bench.ingest at a tiny size: the harness still runs and its invariants hold.
+
+Asserts invariants only (nothing lost, every answer 200, counts consistent), never
+timings: speed belongs to `make bench`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import firestore
+
+from bench.ingest.callbacks import make_callbacks
+from bench.ingest.run import IngestConfig, run_ingest, run_profiles
+from bench.ingest.server import ServerSettings
+from bench.ingest.verify import check_ours, check_seed, verify_collection
+
+CALLBACKS = 8
+CLIENTS = 3
+
+
+@pytest.fixture(scope="module")
+def results(firestore_emulator_host: str) -> list:
+    config = IngestConfig(
+        callbacks=CALLBACKS,
+        clients=CLIENTS,
+        server=ServerSettings(workers=1, threads=2),
+        phase_deadline_s=60,
+    )
+    return run_ingest(config, firestore_emulator_host, None, log=lambda _m: None)
+
+
+def test_every_scenario_runs_and_stores_each_callback_once(results) -> None:
+    assert [r.scenario.key for r in results] == ["seed", "registered", "unregistered"]
+    for r in results:
+        assert r.ok, (r.scenario.key, r.phase.statuses, r.verification)
+        assert r.phase.sent == CALLBACKS
+        assert dict(r.phase.statuses) == {"200": CALLBACKS}
+        assert len(r.phase.latencies) == CALLBACKS
+        # Warm-up callbacks (one per client) are verified too.
+        assert r.verification.expected == r.verification.stored == CALLBACKS + CLIENTS
+        assert r.server_cpu_seconds is not None and r.server_cpu_seconds >= 0
+
+
+def _client(gcp_project: str) -> firestore.Client:
+    return firestore.Client(project=gcp_project, credentials=AnonymousCredentials())
+
+
+def test_read_back_finds_a_lost_callback(firestore_emulator_host, gcp_project) -> None:
+    db = _client(gcp_project)
+    callbacks = make_callbacks("lost", 3, with_tokens=False)
+    collection = "bench-test-lost"
+    for cb in callbacks[:2]:
+        db.collection(collection).document(cb.doc_id).set({"responded": True, "value": cb.value})
+    result = verify_collection(db, collection, callbacks, check_seed)
+    assert not result.ok
+    assert result.lost == [callbacks[2].doc_id]
+
+
+def test_read_back_finds_duplicates_and_mangled_payloads(
+    firestore_emulator_host, gcp_project
+) -> None:
+    db = _client(gcp_project)
+    first, second = make_callbacks("dup", 2, with_tokens=False)
+    collection = "bench-test-dup"
+    # The first callback's value stored under both ids: a duplicate, and the second
+    # callback's own payload is lost in the overwrite (a mismatch).
+    for cb in (first, second):
+        db.collection(collection).document(cb.doc_id).set({"responded": True, "value": first.value})
+    db.collection(collection).document("stray").set({"responded": True, "value": "x"})
+    result = verify_collection(db, collection, [first, second], check_seed)
+    assert result.duplicated == [first.doc_id]
+    assert [m.split(":")[0] for m in result.mismatched] == [second.doc_id]
+    assert result.unexpected == ["stray"]
+
+
+def test_our_document_check_wants_the_exact_payload() -> None:
+    (cb,) = make_callbacks("check", 1, with_tokens=True)
+    good = {
+        "state": "RECEIVED",
+        "responded": True,
+        "value": cb.value,
+        "payload": json.dumps({"body": cb.body, "value": cb.value, "query": {}}),
+    }
+    assert check_ours(cb, good) is None
+    assert check_ours(cb, {**good, "state": "WAITING"}) is not None
+    assert check_ours(cb, {**good, "payload": '{"body": {}, "value": null}'}) is not None
+
+
+def test_cost_breakdown_counts_the_firestore_rpcs(firestore_emulator_host) -> None:
+    config = IngestConfig(profile_callbacks=4)
+    profiles = {
+        p.key: p for p in run_profiles(config, firestore_emulator_host, log=lambda _m: None)
+    }
+    assert set(profiles) == {"seed", "registered", "unregistered"}
+    for p in profiles.values():
+        assert p.statuses == {200: p.callbacks}
+        assert p.wall_ms > 0 and p.cpu_ms >= 0
+    # The seed writes blindly: one Commit. Ours reads and writes in a transaction.
+    assert profiles["seed"].rpcs_per_callback == {"Commit": 1.0}
+    for key in ("registered", "unregistered"):
+        rpcs = profiles[key].rpcs_per_callback
+        assert rpcs.get("Commit") == 1.0
+        assert rpcs.get("BatchGetDocuments (transactional get)") == 1.0

@@ -1,0 +1,72 @@
+"""bench.wait at a tiny size: the harness still runs and its invariants hold.
+
+Asserts invariants only (the workflow resumed with the payload intact, counts agree
+with the poll schedule, the resume delay stays within the interval the callback fell
+into), never timings: speed belongs to `make bench`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.wait.clock import VirtualClock
+from bench.wait.run import SEED, SHIPPED, WaitConfig, run_wait
+from bench.wait.schedule import Schedule, expected
+
+
+@pytest.fixture(scope="module")
+def cases(firestore_emulator_host: str) -> list:
+    config = WaitConfig(arrivals=(5.0, 60.0), schedules=(SEED, SHIPPED), timeout_s=3600)
+    return run_wait(config, log=lambda _m: None)
+
+
+def test_each_wait_resumes_with_the_payload_and_agrees_with_the_schedule(cases) -> None:
+    # T = 0 (the push-ideal floor) plus the two arrivals, for both schedules.
+    assert [(c.schedule.label, c.arrival) for c in cases] == [
+        (s.label, t) for s in (SEED, SHIPPED) for t in (0.0, 5.0, 60.0)
+    ]
+    for c in cases:
+        assert c.ok, (c.schedule.label, c.arrival, c.problems)
+        assert c.delivery_status == 200
+        assert c.reads == c.expected.reads
+        assert 0 <= c.delay <= c.interval_at_arrival
+
+
+def test_waiting_longer_costs_steps_and_the_floor_costs_least(cases) -> None:
+    for schedule in (SEED, SHIPPED):
+        mine = sorted((c for c in cases if c.schedule == schedule), key=lambda c: c.arrival)
+        floor, *later = mine
+        assert floor.reads == 1 and floor.delay == 0
+        assert all(c.steps > floor.steps for c in later)
+        # Every extra read is one turn of the same poll loop: a fixed number of steps.
+        per_read = {(c.steps - floor.steps) / (c.reads - floor.reads) for c in later}
+        assert len(per_read) == 1
+    # The seed's first read after registration is 30 s later: a 5 s callback waits 25 s.
+    seed_5 = next(c for c in cases if c.schedule == SEED and c.arrival == 5.0)
+    assert seed_5.delay == 25
+
+
+def test_the_virtual_clock_runs_actions_inside_the_sleep_that_crosses_them() -> None:
+    clock = VirtualClock(start=1000.0)
+    seen: list[float] = []
+    clock.at(5, lambda: seen.append(clock.now()))
+    clock.at(3, lambda: seen.append(clock.now()))
+    clock.sleep(2)
+    assert seen == [] and clock.now() == 1002.0
+    clock.sleep(10)
+    assert seen == [1003.0, 1005.0]  # in order, each at its own time
+    assert clock.now() == 1012.0 and clock.elapsed == 12.0
+    assert clock.fired == [(3.0, 10), (5.0, 10)]
+    with pytest.raises(ValueError):
+        clock.sleep(-1)
+
+
+def test_the_schedule_model() -> None:
+    seed = Schedule(30, 1, 30)
+    assert expected(seed, 86_400, 2 * 86_400).reads == 2_881
+    ours = Schedule(2, 2, 60)
+    assert ours.poll_times(70, 1000) == [0, 2, 6, 14, 30, 62, 122]
+    e = expected(ours, 70, 1000)
+    assert (e.reads, e.resume_at, e.delay, e.interval_at_arrival) == (7, 122, 52, 60)
+    # The deadline caps the last sleep.
+    assert Schedule(10, 1, 10).poll_times(100, 25) == [0, 10, 20, 25]
