@@ -18,8 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = IngestConfig()
     parser.add_argument("--callbacks", type=int, default=defaults.callbacks)
     parser.add_argument("--clients", type=int, default=defaults.clients)
-    parser.add_argument("--threads", type=int, default=defaults.server.threads)
-    parser.add_argument("--workers", type=int, default=defaults.server.workers)
+    parser.add_argument(
+        "--threads",
+        default=",".join(str(s.threads) for s in defaults.servers),
+        help="gunicorn THREADS per run, comma-separated: each runs every scenario",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn WORKERS")
     parser.add_argument(
         "--phase-deadline",
         type=float,
@@ -45,7 +49,9 @@ def config_from(args: argparse.Namespace) -> IngestConfig:
     return IngestConfig(
         callbacks=args.callbacks,
         clients=args.clients,
-        server=ServerSettings(workers=args.workers, threads=args.threads),
+        servers=tuple(
+            ServerSettings(workers=args.workers, threads=int(t)) for t in _keys(args.threads)
+        ),
         phase_deadline_s=args.phase_deadline,
         scenarios=_keys(args.scenarios),
         profile_callbacks=args.profile_callbacks,

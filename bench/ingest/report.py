@@ -19,13 +19,14 @@ def _statuses(result: ScenarioResult) -> str:
 
 
 def ingest_table(results: Sequence[ScenarioResult]) -> str:
-    seed = next((r for r in results if r.scenario.key == "seed"), None)
     lines = [
-        "| scenario | callbacks/s | vs seed | p50 ms | p95 ms | p99 ms | statuses "
+        "| scenario | server | callbacks/s | vs seed | p50 ms | p95 ms | p99 ms | statuses "
         "| server CPU ms/cb | emulator CPU ms/cb | client CPU ms/cb | read back |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|",
     ]
     for r in results:
+        # The baseline is the seed on the same server shape.
+        seed = next((x for x in results if x.scenario.key == "seed" and x.server == r.server), None)
         ratio = (
             f"{r.phase.throughput / seed.phase.throughput:.2f}"
             if seed is not None and seed.phase.throughput > 0
@@ -33,7 +34,8 @@ def ingest_table(results: Sequence[ScenarioResult]) -> str:
         )
         verdict = "ok" if r.verification.ok else "FAIL"
         lines.append(
-            f"| {r.scenario.label} | {r.phase.throughput:.0f} | {ratio} "
+            f"| {r.scenario.label} | {r.server.workers} x {r.server.threads} "
+            f"| {r.phase.throughput:.0f} | {ratio} "
             f"| {r.latency_ms(50):.1f} | {r.latency_ms(95):.1f} | {r.latency_ms(99):.1f} "
             f"| {_statuses(r)} | {_per_callback_ms(r.server_cpu_seconds, r.phase.sent)} "
             f"| {_per_callback_ms(r.emulator_cpu_seconds, r.phase.sent)} "
@@ -48,17 +50,18 @@ def ingest_section(
     results: Sequence[ScenarioResult],
     profiles: Sequence[PathProfile] = (),
 ) -> str:
-    s = config.server
-    wall = ", ".join(f"{r.scenario.key} {r.phase.wall_seconds:.1f} s" for r in results)
+    shapes = ", ".join(f"{s.workers} worker x {s.threads} threads" for s in config.servers)
+    wall = sum(r.phase.wall_seconds for r in results)
     return "\n".join(
         [
             "## bench.ingest: callbacks under load",
             "",
             f"{config.callbacks} callbacks per scenario from {config.clients} concurrent "
             f"keep-alive clients (closed loop), plus {config.clients} untimed warm-up "
-            f"callbacks; functions-framework {s.workers} worker x {s.threads} threads "
-            "(gunicorn gthread) on 127.0.0.1 against the npm Firestore emulator. "
-            f"Timed phase wall time: {wall}.",
+            f"callbacks; `python -m functions_framework` (gunicorn gthread; server = "
+            f"WORKERS x THREADS: {shapes}) on 127.0.0.1 against the npm Firestore "
+            f'emulator. Timed phases took {wall:.0f} s in all. "vs seed" is the '
+            "throughput ratio to the seed-equivalent on the same server shape.",
             "",
             ingest_table(results),
             "",

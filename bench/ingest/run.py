@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from google.auth.credentials import AnonymousCredentials
@@ -69,7 +69,8 @@ SCENARIOS = (
 class IngestConfig:
     callbacks: int = 5000
     clients: int = 50
-    server: ServerSettings = field(default_factory=ServerSettings)
+    # Each server shape runs every scenario; the first is the headline table.
+    servers: tuple[ServerSettings, ...] = (ServerSettings(threads=8), ServerSettings(threads=1))
     phase_deadline_s: float = 900.0
     request_timeout_s: float = 30.0
     project: str = "bench-callbacks"
@@ -81,6 +82,7 @@ class IngestConfig:
 @dataclass
 class ScenarioResult:
     scenario: Scenario
+    server: ServerSettings
     phase: PhaseResult
     server_cpu_seconds: float | None
     emulator_cpu_seconds: float | None
@@ -128,13 +130,14 @@ def register(db: firestore.Client, collection: str, callbacks: list[Callback]) -
 
 def run_scenario(
     scenario: Scenario,
+    server_settings: ServerSettings,
     config: IngestConfig,
     emulator_host: str,
     emulator_pid: int | None,
     run_tag: str,
     log: Callable[[str], None],
 ) -> ScenarioResult:
-    collection = f"bench-{run_tag}-{scenario.key}"
+    collection = f"bench-{run_tag}-{scenario.key}-t{server_settings.threads}"
     db = firestore.Client(project=config.project, credentials=AnonymousCredentials())
     # One warm-up callback per client opens every connection and the function's
     # Firestore channel before timing; they are verified like the timed ones.
@@ -143,8 +146,11 @@ def run_scenario(
     if scenario.with_tokens:
         register(db, collection, warmup + timed)
     env = _scenario_env(scenario, config, emulator_host, collection)
-    log(f"{scenario.label}: {config.callbacks} callbacks from {config.clients} clients")
-    with serve_function(scenario.source, env, config.server) as server:
+    log(
+        f"{scenario.label}, {server_settings.workers} worker x {server_settings.threads} "
+        f"threads: {config.callbacks} callbacks from {config.clients} clients"
+    )
+    with serve_function(scenario.source, env, server_settings) as server:
         warm = run_phase(
             server.host, server.port, warmup, config.clients, 60.0, config.request_timeout_s
         )
@@ -164,6 +170,7 @@ def run_scenario(
     db.close()
     result = ScenarioResult(
         scenario=scenario,
+        server=server_settings,
         phase=phase,
         server_cpu_seconds=_delta(server_cpu, server_after),
         emulator_cpu_seconds=_delta(emulator_cpu, emulator_after),
@@ -231,7 +238,11 @@ def run_ingest(
     emulator_pid: int | None,
     log: Callable[[str], None] = print,
 ) -> list[ScenarioResult]:
-    """Every configured scenario in order; the caller decides pass or fail from .ok."""
+    """Every configured scenario on every server shape; the caller decides pass/fail from .ok."""
     run_tag = uuid.uuid4().hex[:8]
     chosen = [s for s in SCENARIOS if s.key in config.scenarios]
-    return [run_scenario(s, config, emulator_host, emulator_pid, run_tag, log) for s in chosen]
+    return [
+        run_scenario(s, server, config, emulator_host, emulator_pid, run_tag, log)
+        for server in config.servers
+        for s in chosen
+    ]

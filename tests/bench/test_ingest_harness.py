@@ -26,7 +26,7 @@ def results(firestore_emulator_host: str) -> list:
     config = IngestConfig(
         callbacks=CALLBACKS,
         clients=CLIENTS,
-        server=ServerSettings(workers=1, threads=2),
+        servers=(ServerSettings(workers=1, threads=2),),
         phase_deadline_s=60,
     )
     return run_ingest(config, firestore_emulator_host, None, log=lambda _m: None)
