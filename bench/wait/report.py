@@ -18,7 +18,7 @@ def _t(seconds: float) -> str:
 
 
 def _s(seconds: float) -> str:
-    return f"{seconds:g} s"
+    return f"{round(seconds, 1):g} s"
 
 
 def _same(a: Schedule, b: Schedule) -> bool:

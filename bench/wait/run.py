@@ -59,6 +59,7 @@ CANDIDATES = (
     Schedule(2, 2, 300),
     Schedule(5, 2, 300),
     Schedule(1, 1.5, 60),
+    Schedule(2, 3, 60),
 )
 
 
