@@ -15,7 +15,11 @@ def _per_callback_ms(cpu_seconds: float | None, sent: int) -> str:
 
 
 def _statuses(result: ScenarioResult) -> str:
-    return ", ".join(f"{k}: {v}" for k, v in sorted(result.phase.statuses.items()))
+    text = ", ".join(f"{k}: {v}" for k, v in sorted(result.phase.statuses.items()))
+    # Resent on a fresh connection after the server closed an idle keep-alive one.
+    if result.phase.reconnects:
+        text += f" ({result.phase.reconnects} resent after a closed keep-alive)"
+    return text
 
 
 def ingest_table(results: Sequence[ScenarioResult]) -> str:
