@@ -36,8 +36,12 @@ from callback_store import Outcome
 
 ALLOWED_METHODS = ("GET", "POST", "PUT", "PATCH")
 RETRY_AFTER_SECONDS = 5
-# Firestore refuses documents over 1 MiB; leave room for the other fields.
-MAX_STORED_PAYLOAD_BYTES = 900_000
+# The waiting workflow must hold the payload: Workflows caps an execution's
+# variables at 512 KB in total and a string at about 256 KB, and
+# waitForResponse holds the payload string and its decoded copy at once. A
+# callback answered 200 that the workflow then cannot hold is a lost callback,
+# so refuse it here instead (well under Firestore's 1 MiB document limit too).
+MAX_STORED_PAYLOAD_BYTES = 150_000
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,8 @@ class Settings:
     database: str = "(default)"
     collection: str = "workflow_callbacks"
     allow_unregistered: bool = False
-    max_body_bytes: int = 262_144
+    # Small enough that the payload built from it fits MAX_STORED_PAYLOAD_BYTES.
+    max_body_bytes: int = 65_536
     ttl_seconds: int = 604_800
 
     @classmethod
@@ -154,7 +159,11 @@ def _handle(request: flask.Request, log: dict[str, Any]) -> tuple[str, int]:
     callback = _parse(request, ids, settings, now)
     payload_json = json.dumps(callback.payload, ensure_ascii=False, separators=(",", ":"))
     if len(payload_json.encode("utf-8")) > MAX_STORED_PAYLOAD_BYTES:
-        raise _Reply(413, "the callback is too large to store", "too_large")
+        message = (
+            f"the callback is too large for a workflow to hold "
+            f"(its payload is over {MAX_STORED_PAYLOAD_BYTES} bytes)"
+        )
+        raise _Reply(413, message, "too_large")
     try:
         outcome = callback_store.record(
             client,

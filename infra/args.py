@@ -30,6 +30,12 @@ CALL_LOG_LEVELS = ("CALL_LOG_LEVEL_UNSPECIFIED", "LOG_ALL_CALLS", "LOG_ERRORS_ON
 DELETION_POLICIES = ("DELETE", "ABANDON", "PREVENT")
 # Workflows rejects a source over 128 KB.
 MAX_WORKFLOW_SOURCE_BYTES = 128 * 1024
+# The waiting workflow holds the callback payload (the body plus the query and
+# headers, JSON-escaped) as a string and its decoded copy, within Workflows'
+# 512 KB of variables per execution; the receiver refuses payloads over
+# 150,000 bytes, so a larger body limit would only promise callbacks that are
+# then refused. See docs/protocol.md, "Size limits".
+MAX_BODY_BYTES_LIMIT = 128 * 1024
 
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 # Firestore takes regions (europe-west1) and multi-regions (nam5, eur3).
@@ -65,7 +71,7 @@ class CallbackBridgeArgs:
     function_max_instances: int = 10
     allow_unauthenticated: bool = True
     allow_unregistered_callbacks: bool = False
-    max_body_bytes: int = 262_144
+    max_body_bytes: int = 65_536
     callbacks_collection: str = DEFAULT_COLLECTION
     # Empty: create a database for this stack. Otherwise the id of a database
     # that already exists (for example "(default)"); nothing is created then.
@@ -119,6 +125,12 @@ class CallbackBridgeArgs:
             problems.append("functionMinInstances must not exceed functionMaxInstances")
         if self.max_body_bytes <= 0:
             problems.append("maxBodyBytes must be greater than 0")
+        elif self.max_body_bytes > MAX_BODY_BYTES_LIMIT:
+            problems.append(
+                f"maxBodyBytes {self.max_body_bytes} is over {MAX_BODY_BYTES_LIMIT}: a waiting "
+                "workflow holds the callback as a string and its decoded copy within "
+                "Workflows' 512 KB memory limit, so the receiver refuses larger callbacks anyway"
+            )
         if not _COLLECTION_ID.match(self.callbacks_collection) or re.fullmatch(
             r"__.*__|\.|\.\.", self.callbacks_collection
         ):

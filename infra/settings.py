@@ -61,7 +61,7 @@ class Settings:
     function_max_instances: int = 10
     allow_unauthenticated: bool = True
     allow_unregistered_callbacks: bool = False
-    max_body_bytes: int = 262_144
+    max_body_bytes: int = 65_536
     callbacks_collection: str = DEFAULT_COLLECTION
     firestore_database: str = ""
     firestore_location: str = ""
@@ -167,7 +167,8 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("allowUnregisteredCallbacks", "allow_unregistered_callbacks", bool,
               "Store callbacks nobody registered (no token check)."),
     ConfigKey("maxBodyBytes", "max_body_bytes", int,
-              "Largest callback body the function accepts."),
+              "Largest callback body the function accepts (at most 131072: a waiting workflow "
+              "must hold the callback in Workflows' 512 KB of memory)."),
     ConfigKey("callbacksCollection", "callbacks_collection", str,
               "Firestore collection holding callback documents."),
     ConfigKey("firestoreDatabase", "firestore_database", str,

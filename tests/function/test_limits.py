@@ -91,8 +91,33 @@ def test_chunked_body_within_the_limit_is_stored(limited_client, register, callb
     assert callbacks.document("run-1_approve").get().get("state") == "RECEIVED"
 
 
-def test_default_limit_is_256_kib(client, register, callback_url):
+def test_default_limit_is_64_kib(client, register, callback_url):
     token = register()
-    too_big = client.post(callback_url(token=token), data=b"x" * (262_144 + 1))
+    too_big = client.post(callback_url(token=token), data=b"x" * (65_536 + 1))
     assert too_big.status_code == 413
-    assert client.post(callback_url(token=token), data=b"x" * 262_144).status_code == 200
+    assert too_big.get_json() == {"error": "the body is larger than 65536 bytes"}
+    assert client.post(callback_url(token=token), data=b"x" * 65_536).status_code == 200
+
+
+def test_largest_body_the_pulumi_program_allows_is_stored(
+    make_client, register, callbacks, callback_url
+):
+    # infra/args.py caps maxBodyBytes at 131072; such a body must fit the payload cap.
+    client = make_client(CALLBACKS_MAX_BODY_BYTES="131072")
+    token = register()
+    response = client.post(callback_url(token=token), data=b"x" * 131_072)
+    assert response.status_code == 200
+    assert callbacks.document("run-1_approve").get().get("state") == "RECEIVED"
+
+
+def test_payload_a_workflow_cannot_hold_is_413_and_not_stored(
+    make_client, register, callbacks, callback_url
+):
+    # Within the body limit, but JSON escaping doubles every quote: the
+    # payload would be over 150,000 bytes, more than a waiting workflow holds.
+    client = make_client(CALLBACKS_MAX_BODY_BYTES="131072")
+    token = register()
+    response = client.post(callback_url(token=token), data='"' * 80_000, content_type="text/plain")
+    assert response.status_code == 413
+    assert "too large for a workflow to hold" in response.get_json()["error"]
+    assert callbacks.document("run-1_approve").get().get("state") == "WAITING"

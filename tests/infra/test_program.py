@@ -82,7 +82,7 @@ def test_function_is_a_gen2_python_function_with_the_contract_environment(deploy
         "CALLBACKS_DATABASE": "callbacks-dev",
         "CALLBACKS_COLLECTION": "workflow_callbacks",
         "CALLBACKS_ALLOW_UNREGISTERED": "false",
-        "CALLBACKS_MAX_BODY_BYTES": "262144",
+        "CALLBACKS_MAX_BODY_BYTES": "65536",
         "CALLBACKS_TTL_SECONDS": "604800",
         "GOOGLE_CLOUD_PROJECT": "my-project",
         "LOG_EXECUTION_ID": "true",
@@ -408,6 +408,7 @@ def test_source_object_follows_the_function_code(deploy, function_copy) -> None:
         ({"firestoreDeletionPolicy": "KEEP"}, "firestoreDeletionPolicy 'KEEP' is not one of"),
         ({"functionMinInstances": -1}, "functionMinInstances must not be negative"),
         ({"maxBodyBytes": -5}, "maxBodyBytes must be greater than 0"),
+        ({"maxBodyBytes": 131_073}, "maxBodyBytes 131073 is over 131072: a waiting workflow"),
         ({"pollInitialSeconds": "-1"}, "pollInitialSeconds must be greater than 0"),
         (
             {"pollInitialSeconds": "30", "pollMaxSeconds": "10"},

@@ -118,3 +118,18 @@ def test_name_base_is_prefix_and_stack() -> None:
 
     assert settings.name_base.startswith("orders-")
     assert settings.name_base.endswith("-prod")
+
+
+@pytest.mark.parametrize(("max_body_bytes", "accepted"), [(131_072, True), (131_073, False)])
+def test_max_body_bytes_stops_at_what_a_workflow_can_hold(
+    max_body_bytes: int, accepted: bool
+) -> None:
+    settings = Settings(
+        project="p", region="europe-west1", stack="dev", max_body_bytes=max_body_bytes
+    )
+
+    problems = settings.problems()
+
+    assert (problems == []) is accepted
+    if not accepted:
+        assert "Workflows' 512 KB memory limit" in "\n".join(problems)
