@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -170,13 +171,28 @@ def _parse_body(request: Request, body: bytes) -> Any:
     mimetype = request.mimetype
     if mimetype == "application/json" or mimetype.endswith("+json"):
         try:
-            return json.loads(body)
+            return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
         except (ValueError, RecursionError) as error:
             raise BadRequest("the body is not valid JSON") from error
     text = body.decode(_charset(request), errors="replace")
     if mimetype == "application/x-www-form-urlencoded":
         return _multidict_to_map(MultiDict(parse_qsl(text, keep_blank_values=True)))
     return text
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json accepts NaN, Infinity and -Infinity; JSON does not, and
+    # neither does Workflows' json.decode, so storing them would hand the
+    # waiting workflow a payload it cannot decode.
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    # 1e999 is valid JSON syntax but overflows to infinity, which has no JSON form.
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is out of range")
+    return number
 
 
 def _charset(request: Request) -> str:

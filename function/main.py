@@ -157,7 +157,11 @@ def _handle(request: flask.Request, log: dict[str, Any]) -> tuple[str, int]:
     settings, client = _runtime()
     now = datetime.now(UTC)
     callback = _parse(request, ids, settings, now)
-    payload_json = json.dumps(callback.payload, ensure_ascii=False, separators=(",", ":"))
+    # allow_nan=False: never store NaN or Infinity, which the workflow's
+    # json.decode rejects (the body parser already refuses them).
+    payload_json = json.dumps(
+        callback.payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    )
     if len(payload_json.encode("utf-8")) > MAX_STORED_PAYLOAD_BYTES:
         message = (
             f"the callback is too large for a workflow to hold "

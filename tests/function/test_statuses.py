@@ -164,6 +164,25 @@ def test_invalid_json_body_is_400(callback_url, client, register, callbacks):
     assert callbacks.document("run-1_approve").get().get("state") == "WAITING"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"x": NaN}',
+        '{"x": Infinity}',
+        '{"x": [-Infinity]}',
+        '{"big": 1e999}',
+        '{"small": -1e999}',
+    ],
+)
+def test_json_body_with_non_finite_numbers_is_400(callback_url, client, register, callbacks, body):
+    # Python's json reads these; JSON and Workflows' json.decode do not.
+    token = register()
+    response = client.post(callback_url(token=token), data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "the body is not valid JSON"}
+    assert callbacks.document("run-1_approve").get().get("state") == "WAITING"
+
+
 def test_unexpected_error_is_a_json_500_without_details(callback_url, make_client, capsys):
     client = make_client(CALLBACKS_MAX_BODY_BYTES="lots")
 
