@@ -13,7 +13,11 @@ duration of a run:
 - ``null``, ``true`` and ``false`` literals (Python knows only None/True/False);
 - ``map.get`` with a key path returns null when a key is missing (the emulator
   raises KeyError);
-- ``get_type`` of a map (the emulator fails on its attribute-dict maps).
+- ``get_type`` of a map (the emulator fails on its attribute-dict maps);
+- ``default(value, fallback)`` replaces only null: the emulator's is
+  ``value or fallback``, which also replaces 0, 0.0, "", false and empty
+  lists and maps, so an explicit ``pollInitialSeconds: 0`` would silently
+  become the environment's value instead of failing validation.
 """
 
 from __future__ import annotations
@@ -68,6 +72,11 @@ def map_get(obj: Any, keys: str | list[str]) -> Any:
     return value
 
 
+def default(value: Any, fallback: Any) -> Any:
+    """default as documented: ``fallback`` only if ``value`` is null."""
+    return fallback if value is None else value
+
+
 _original_render_str = render.render_str
 
 
@@ -110,6 +119,7 @@ def real_workflows_semantics() -> Iterator[None]:
         stack.enter_context(patched_attribute(render, "render_str", render_str))
         stack.enter_context(patched_attribute(map_utils, "get", map_get))
         stack.enter_context(patched_item(library, "get_type", get_type))
+        stack.enter_context(patched_item(library, "default", default))
         for literal, value in (("null", None), ("true", True), ("false", False)):
             stack.enter_context(patched_item(library, literal, value))
         yield

@@ -1,0 +1,74 @@
+"""The subworkflows' argument checks, and the emulator semantics they rely on.
+
+Each check raises a ValueError before Firestore is touched. Zero, "" and
+false are values, not "unset": real Workflows' default() replaces only null,
+so an explicit 0 must reach the check instead of being replaced by the
+environment's setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from local.workflow_runner import run_workflow
+
+
+def calling(subworkflow: str, **args: Any) -> dict[str, Any]:
+    return {"main": {"steps": [{"call": {"call": subworkflow, "args": args, "result": "r"}}]}}
+
+
+def returning(expression: str) -> dict[str, Any]:
+    return {"main": {"steps": [{"done": {"return": expression}}]}}
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("${default(0, 5)}", 0),
+        ("${default(0.0, 5)}", 0.0),
+        ('${default("", "x")}', ""),
+        ("${default(false, true)}", False),
+        ("${default([], [1])}", []),
+        ("${default(null, 5)}", 5),
+        ('${default(map.get({"a": 1}, "b"), "fallback")}', "fallback"),
+    ],
+)
+def test_default_replaces_only_null(settings, expression, expected):
+    run = run_workflow(returning(expression), settings=settings)
+
+    assert run.error is None
+    assert run.result == expected
+    assert type(run.result) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"pollInitialSeconds": 0}, "pollInitialSeconds must be greater than 0"),
+        ({"pollMultiplier": 0}, "pollMultiplier must be at least 1"),
+        ({"timeoutSeconds": 0}, "timeoutSeconds must be greater than 0"),
+    ],
+)
+def test_zero_wait_settings_are_refused_not_replaced(settings, args, message):
+    run = run_workflow(calling("waitForResponse", step="s", **args), settings=settings)
+
+    assert run.error["tags"] == ["ValueError"]
+    assert message in run.error["message"]
+    assert run.connector_calls == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"ttlSeconds": 0}, "ttlSeconds must be greater than 0"),
+        ({"baseUrl": ""}, "no base URL"),
+    ],
+)
+def test_zero_registration_settings_are_refused_not_replaced(settings, args, message):
+    run = run_workflow(calling("getCallbackURL", step="s", **args), settings=settings)
+
+    assert run.error["tags"] == ["ValueError"]
+    assert message in run.error["message"]
+    assert run.connector_calls == {}
