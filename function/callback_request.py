@@ -36,6 +36,10 @@ HEADER_ALLOW_LIST = (
 )
 # Header values are the caller's to choose; keep them from bloating the payload.
 MAX_HEADER_VALUE_CHARS = 1024
+# Lone surrogates (a "\ud800" JSON escape, or what utf-7 and unicode_escape
+# decode "+2AA-" and "\\ud800" to) are not Unicode text: the payload could not
+# be encoded as UTF-8 to be stored, and no workflow could read them.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BadRequest(Exception):
@@ -171,10 +175,13 @@ def _parse_body(request: Request, body: bytes) -> Any:
     mimetype = request.mimetype
     if mimetype == "application/json" or mimetype.endswith("+json"):
         try:
-            return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+            parsed = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
         except (ValueError, RecursionError) as error:
             raise BadRequest("the body is not valid JSON") from error
-    text = body.decode(_charset(request), errors="replace")
+        if _has_lone_surrogate(parsed):
+            raise BadRequest("the body is not valid JSON")
+        return parsed
+    text = _decode_text(request, body)
     if mimetype == "application/x-www-form-urlencoded":
         return _multidict_to_map(MultiDict(parse_qsl(text, keep_blank_values=True)))
     return text
@@ -193,6 +200,37 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(number):
         raise ValueError(f"{text} is out of range")
     return number
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a parsed JSON value holds a lone surrogate in any key or string.
+
+    Iterative, because the parser accepts nesting as deep as the recursion limit.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if LONE_SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def _decode_text(request: Request, body: bytes) -> str:
+    """The body as text; undecodable bytes and lone surrogates become U+FFFD."""
+    try:
+        text = body.decode(_charset(request), errors="replace")
+    except (LookupError, ValueError):
+        # The charset names a codec that is no text encoding (base64) or that
+        # cannot replace bad bytes (idna, punycode): read UTF-8, as for an
+        # unknown charset, rather than fail the callback.
+        text = body.decode("utf-8", errors="replace")
+    return LONE_SURROGATE.sub("\ufffd", text)
 
 
 def _charset(request: Request) -> str:

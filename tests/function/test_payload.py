@@ -87,6 +87,49 @@ def test_text_body_honours_its_charset(client, register, callbacks, callback_url
     assert _stored(callbacks)[1]["body"] == "caf\u00e9"
 
 
+@pytest.mark.parametrize(
+    "content_type, body, stored",
+    [
+        # Decoders that produce lone surrogates, which UTF-8 cannot store.
+        ("text/plain; charset=utf-7", b"a+2AA-b", "a\ufffdb"),
+        ("text/plain; charset=unicode_escape", b"a\\ud800b", "a\ufffdb"),
+        ("application/x-www-form-urlencoded; charset=utf-7", b"x=+2AA-", {"x": "\ufffd"}),
+        # Codecs that are no text encoding, or cannot replace bad bytes: read as UTF-8.
+        ("text/plain; charset=base64", b"aGk=", "aGk="),
+        ("text/plain; charset=idna", b"caf\xc3\xa9", "caf\u00e9"),
+        ("text/plain; charset=punycode", b"a\xffb", "a\ufffdb"),
+        ("text/plain; charset=undefined", b"ok", "ok"),
+    ],
+)
+def test_text_body_in_any_charset_is_stored_as_valid_text(
+    client, register, callbacks, callback_url, content_type, body, stored
+):
+    token = register()
+    response = client.post(callback_url(token=token), data=body, content_type=content_type)
+    assert response.status_code == 200
+    assert _stored(callbacks)[1]["body"] == stored
+
+
+@pytest.mark.parametrize(
+    "body", ['{"x": "\\ud800"}', '{"\\udfff": 1}', '[["ok", "\\udc00"]]', '"\\ud83d"']
+)
+def test_json_body_with_a_lone_surrogate_is_400(client, register, callbacks, callback_url, body):
+    token = register()
+    response = client.post(callback_url(token=token), data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "the body is not valid JSON"}
+    assert callbacks.document("run-1_approve").get().get("state") == "WAITING"
+
+
+def test_json_body_with_a_surrogate_pair_is_stored(client, register, callbacks, callback_url):
+    token = register()
+    response = client.post(
+        callback_url(token=token), data='{"x": "\\ud83d\\ude00"}', content_type="application/json"
+    )
+    assert response.status_code == 200
+    assert _stored(callbacks)[1]["body"] == {"x": "\U0001f600"}
+
+
 def test_only_allow_listed_headers_are_kept(client, register, callbacks, callback_url):
     token = register()
     headers = {
