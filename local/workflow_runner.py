@@ -182,14 +182,16 @@ def run_workflow(
 
 def _main_params(config: Mapping[str, Any], argument: Any) -> dict[str, Any]:
     # Real Workflows binds the execution argument to main's single parameter;
-    # the emulator matches parameters by name, so name it.
+    # the emulator matches parameters by name, so name it. An execution
+    # without an argument gets null there, not an empty map: a workflow that
+    # reads it must cope with null (map.get(null, key) is null).
     main = config["main"]
     params = main.get("params", []) if isinstance(main, dict) else []
     if not params:
         return {}
     first = params[0]
     name = next(iter(first)) if isinstance(first, dict) else first
-    return {name: {} if argument is None else argument}
+    return {name: argument}
 
 
 class _Hooks:

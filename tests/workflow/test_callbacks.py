@@ -306,3 +306,5 @@ def test_the_example_workflow_approves_and_rejects(settings, repo_root):
     assert approved.logs[0][0] == "NOTICE"
     assert rejected.result["decision"] == "rejected"
     assert by_value.result["decision"] == "approved"
+    # No argument at all: the example reads a null input with map.get.
+    assert by_value.result["subject"] == "Deploy release to production"
