@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -195,4 +196,29 @@ def test_unexpected_error_is_a_json_500_without_details(callback_url, make_clien
     entry = json.loads(out.strip().splitlines()[-1])
     assert entry["severity"] == "ERROR"
     assert "CALLBACKS_MAX_BODY_BYTES" in entry["error"]
-    assert "secret-token-value" not in out
+
+
+def test_token_in_an_unexpected_error_is_redacted_from_the_log(
+    callback_url, client, register, capsys, monkeypatch
+):
+    token = register()
+
+    def fail_with_the_token(client, collection, callback, *args):
+        # An error whose text carries the token, as a library error quoting
+        # the request or the document might.
+        raise ValueError(f"cannot store callback with token {callback.token}")
+
+    # main.py calls callback_store.record through the module loaded with it.
+    monkeypatch.setattr(sys.modules["callback_store"], "record", fail_with_the_token)
+    capsys.readouterr()
+
+    response = client.get(callback_url(token=token))
+
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "internal error"}
+    out = capsys.readouterr().out
+    assert token not in out
+    [entry] = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert entry["severity"] == "ERROR"
+    assert entry["error"] == "ValueError: cannot store callback with token [redacted]"
+    assert "cannot store callback with token [redacted]" in entry["stack_trace"]
