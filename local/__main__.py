@@ -4,7 +4,7 @@
     python -m local run path/to/workflow.yaml [--wait-for-human] [--args JSON]
 
 Starts the Firestore emulator and the receiver, runs the workflow (with
-workflow/callbacks.yaml appended unless the file defines the subworkflows),
+workflow/callbacks.yaml appended, as in deployment),
 prints each callback URL the moment getCallbackURL returns it, and the result.
 Without --wait-for-human it calls each URL itself after a short delay (a POST
 with a JSON body), so the run completes on its own.
@@ -25,9 +25,11 @@ from typing import Any
 
 import requests
 
+from infra.args import WorkflowSourceError
 from local.firestore_emulator import EmulatorError
 from local.receiver import ReceiverError
 from local.stack import local_stack
+from local.workflow_runner import load_workflow
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "workflow" / "example.yaml"
 DEMO_ARGUMENT = {"subject": "Deploy release 1.4.2 to production"}
@@ -47,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         workflow, argument = Path(options.workflow), options.args
         if not workflow.is_file():
             print(f"error: no such workflow file: {workflow}", file=sys.stderr)
+            return 2
+        # Refuse what a deployment would refuse before starting anything.
+        try:
+            load_workflow(workflow)
+        except WorkflowSourceError as error:
+            print(f"error: {error}", file=sys.stderr)
             return 2
     try:
         return _run(workflow, argument, options)

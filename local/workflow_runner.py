@@ -5,6 +5,9 @@
 
 What the runner adds to workflows-emulator, each patch scoped to one run:
 
+- the source is composed by ``infra.args.compose_workflow_source``, as the
+  Pulumi program composes the deployed one (your ``main`` plus
+  workflow/callbacks.yaml), and refused where a deployment would be;
 - the Firestore connector is answered by the emulator (FirestoreRestBridge);
 - the workflow environment is built by ``infra.workflow_env.workflow_env_vars``,
   exactly as the Pulumi program builds the deployed workflow's, plus
@@ -40,6 +43,14 @@ from workflows_emulator import main as emulator
 from workflows_emulator.lib import sys_utils
 from workflows_emulator.utils import WorkflowError
 
+# infra.args and infra.workflow_env are free of Pulumi; infra/__init__ loads
+# the component (and pulumi_gcp) only when it is asked for.
+from infra.args import (
+    CALLBACKS_WORKFLOW,
+    WorkflowSourceError,
+    compose_workflow_source,
+    read_text,
+)
 from infra.workflow_env import (
     DEFAULT_COLLECTION,
     DEFAULT_DATABASE,
@@ -49,8 +60,6 @@ from infra.workflow_env import (
 from local.emulator_compat import patched_attribute, plain, real_workflows_semantics
 from local.firestore_rest_bridge import FirestoreRestBridge
 
-CALLBACKS_YAML = Path(__file__).resolve().parent.parent / "workflow" / "callbacks.yaml"
-SUBWORKFLOWS = ("getCallbackURL", "waitForResponse")
 ENV_PROJECT = "GOOGLE_CLOUD_PROJECT_ID"
 ENV_EXECUTION = "GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID"
 DEFAULT_PROJECT = "demo-workflow-callbacks"
@@ -105,28 +114,29 @@ class RunResult:
 
 
 def load_workflow(path: str | Path) -> dict[str, Any]:
-    """Parse a workflow file, with the callback subworkflows appended (see with_subworkflows)."""
-    return with_subworkflows(yaml.safe_load(Path(path).read_text()), str(path))
+    """Parse a workflow file as deployed: with the callback subworkflows appended."""
+    path = Path(path)
+    return _composed(read_text(path, "workflow"), str(path))
 
 
 def with_subworkflows(workflow: Any, origin: str = "workflow") -> dict[str, Any]:
-    """The workflow plus workflow/callbacks.yaml, unless it defines the subworkflows itself.
+    """A parsed workflow (a map with ``main``) as deployed: with the callback subworkflows."""
+    return _composed(yaml.safe_dump(plain(workflow), sort_keys=False), origin)
 
-    That is the source the Pulumi program deploys: the user's main plus the
-    callback subworkflows.
-    """
-    if isinstance(workflow, list):  # a bare list of steps is an implicit main
-        workflow = {"main": {"steps": workflow}}
-    if not isinstance(workflow, Mapping) or "main" not in workflow:
-        raise ValueError(f"{origin}: a workflow needs a `main` (or to be a list of steps)")
-    workflow = dict(workflow)
-    if not any(name in workflow for name in SUBWORKFLOWS):
-        workflow.update(yaml.safe_load(CALLBACKS_YAML.read_text()))
-    return workflow
+
+def _composed(source: str, origin: str) -> dict[str, Any]:
+    # The Pulumi program's own composition (infra.args), so a local run
+    # accepts and refuses exactly what a deployment does: a map with `main`,
+    # no getCallbackURL/waitForResponse of its own, within the size limit.
+    try:
+        combined = compose_workflow_source(source, read_text(CALLBACKS_WORKFLOW, "callbacks"))
+    except WorkflowSourceError as error:
+        raise WorkflowSourceError(f"{origin}: {error}") from None
+    return yaml.safe_load(combined)
 
 
 def run_workflow(
-    workflow: str | Path | Mapping[str, Any],
+    workflow: str | Path | Mapping[str, Any] | list[Any],
     argument: Any = None,
     *,
     settings: RunSettings,
@@ -138,14 +148,16 @@ def run_workflow(
 ) -> RunResult:
     """Execute ``workflow`` (a path or a parsed map) with ``argument`` as its main's argument.
 
-    The callback subworkflows are appended unless the workflow defines them.
+    The callback subworkflows are appended as in deployment; a workflow the
+    deployment would refuse (no ``main``, a bare list of steps, its own
+    getCallbackURL or waitForResponse) raises WorkflowSourceError.
 
     Pass a ``bridge`` to share connector counters or inject faults; otherwise
     one is created for this run. Never raises for a workflow error: see
     ``RunResult.error``.
     """
     config = (
-        with_subworkflows(workflow) if isinstance(workflow, Mapping) else load_workflow(workflow)
+        load_workflow(workflow) if isinstance(workflow, str | Path) else with_subworkflows(workflow)
     )
     run = RunResult(execution_id=execution_id or str(uuid.uuid4()))
     env = {

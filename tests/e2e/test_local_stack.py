@@ -129,6 +129,19 @@ def test_a_failing_workflow_exits_non_zero_with_the_error(cli, firestore_emulato
     assert "ValueError" in output
 
 
+def test_a_workflow_defining_the_subworkflows_is_refused_before_the_stack_starts(cli, tmp_path):
+    workflow = tmp_path / "own.yaml"
+    workflow.write_text(
+        "main:\n  steps:\n    - done:\n        return: 1\n"
+        "getCallbackURL:\n  steps:\n    - done:\n        return: mine\n"
+    )
+    code, output = cli("run", str(workflow)).finish()
+
+    assert code == 2
+    assert "defines getCallbackURL itself" in output
+    assert "Starting the local stack" not in output
+
+
 def children_of(pid: int) -> set[int]:
     listing = subprocess.run(
         ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False

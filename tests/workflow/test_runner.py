@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from local.workflow_runner import run_workflow
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from infra.args import WorkflowSourceError, compose_workflow_source
+from local.workflow_runner import load_workflow, run_workflow
 
 ECHO_ARGUMENT = {
     "main": {
@@ -23,3 +30,52 @@ def test_an_argument_is_passed_unchanged(settings):
     run = run_workflow(ECHO_ARGUMENT, {"a": [1, {}]}, settings=settings)
 
     assert run.result == {"type": "map", "input": {"a": [1, {}]}}
+
+
+@pytest.mark.parametrize(
+    ("workflow", "problem"),
+    [
+        ([{"done": {"return": 1}}], "must be a YAML map with a 'main'"),
+        ({"other": {"steps": [{"done": {"return": 1}}]}}, "must be a YAML map with a 'main'"),
+        (
+            {
+                "main": {"steps": [{"done": {"return": 1}}]},
+                "getCallbackURL": {"steps": [{"done": {"return": "mine"}}]},
+            },
+            "defines getCallbackURL itself",
+        ),
+        (
+            {
+                "main": {"steps": [{"done": {"return": 1}}]},
+                "waitForResponse": {"steps": [{"done": {"return": "mine"}}]},
+            },
+            "defines waitForResponse itself",
+        ),
+    ],
+)
+def test_a_workflow_the_deployment_refuses_is_refused_locally(settings, workflow, problem):
+    with pytest.raises(WorkflowSourceError, match=problem):
+        run_workflow(workflow, settings=settings)
+
+
+def test_a_file_is_composed_exactly_as_the_deployment_composes_it(repo_root):
+    example = repo_root / "workflow" / "example.yaml"
+    deployed = compose_workflow_source(
+        example.read_text(), (repo_root / "workflow" / "callbacks.yaml").read_text()
+    )
+
+    assert load_workflow(example) == yaml.safe_load(deployed)
+
+
+def test_the_runner_does_not_load_pulumi(repo_root):
+    # The local stack must work where only requirements-dev's emulator side is
+    # usable; infra/__init__ loads the Pulumi component lazily.
+    check = (
+        "import sys, local.workflow_runner; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'pulumi_gcp')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", check], cwd=repo_root, capture_output=True, text=True, check=True
+    )
+
+    assert loaded.stdout.strip() == "[]"
