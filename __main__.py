@@ -3,10 +3,9 @@
 import pulumi
 
 from infra import CallbackBridge
-from infra.settings import load_settings
+from infra.settings import load_args
 
-settings = load_settings()
-bridge = CallbackBridge("callbacks", settings.to_args())
+bridge = CallbackBridge("callbacks", load_args())
 
 pulumi.export("functionUrl", bridge.function_url)
 pulumi.export("callbackUrlTemplate", bridge.callback_url_template)

@@ -1,9 +1,13 @@
 """Every stack setting, read and checked in one place.
 
-Stack config files are not read under Pulumi's test mocks, and a user may
-set nothing beyond gcp:project and gcp:region, so every default lives here
-in code. Pulumi.yaml declares the same keys for the CLI; a test keeps the
-two in step.
+Each config key fills one CallbackBridgeArgs field (or a field of its
+WaitSettings), and its default is that field's default: the component's
+arguments are the only place a default is written in code. Only the three
+keys the program turns into arguments itself (namePrefix, functionSourceDir,
+workflowFile) carry their own. Stack config files are not read under
+Pulumi's test mocks, and a user may set nothing beyond gcp:project and
+gcp:region, so these code defaults are what applies; Pulumi.yaml declares the
+same keys and defaults for the CLI, and a test keeps the two in step.
 
 All problems are collected and raised as one error before any resource is
 registered, so a typo in one key never leaves a half-created stack.
@@ -12,31 +16,61 @@ registered, so a typo in one key never leaves a half-created stack.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import pulumi
 
-from infra.args import REPO_ROOT, CallbackBridgeArgs, WorkflowSourceError, read_text
+from infra.args import (
+    DEFAULT_FUNCTION_SOURCE_DIR,
+    REPO_ROOT,
+    CallbackBridgeArgs,
+    WorkflowSourceError,
+    read_text,
+)
 from infra.names import slug
-from infra.workflow_env import DEFAULT_COLLECTION, WaitSettings
+from infra.workflow_env import WaitSettings
 
-_WAIT = WaitSettings()
+# ConfigKey.field prefix for the fields of CallbackBridgeArgs.wait.
+WAIT_PREFIX = "wait."
 
 
 class SettingsError(ValueError):
     """The stack configuration has one or more problems."""
 
+    def __init__(self, stack: str, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(
+            f"stack {stack!r} has invalid configuration:\n"
+            + "\n".join(f"  - {problem}" for problem in self.problems)
+        )
+
 
 @dataclass(frozen=True)
 class ConfigKey:
-    """One project config key: its name, the Settings field it fills, its meaning."""
+    """One project config key: its name, the argument it fills, its meaning.
+
+    ``field`` names the CallbackBridgeArgs field the key fills ("wait.<name>"
+    for a field of its WaitSettings), or is None for a key the program turns
+    into arguments itself; only such a key has an ``own_default``.
+    """
 
     name: str
-    field: str
+    field: str | None
     kind: type
     description: str
+    own_default: Any = None
+
+    @property
+    def default(self) -> Any:
+        """The value that applies when the stack does not set the key."""
+        if self.field is None:
+            return self.own_default
+        if self.field.startswith(WAIT_PREFIX):
+            return _field_defaults(WaitSettings)[self.field.removeprefix(WAIT_PREFIX)]
+        return _field_defaults(CallbackBridgeArgs)[self.field]
 
     @property
     def yaml_type(self) -> str:
@@ -44,114 +78,21 @@ class ConfigKey:
         return {str: "string", int: "integer", bool: "boolean", float: "string"}[self.kind]
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The stack's configuration with every default; field names mirror the config keys."""
-
-    project: str
-    region: str
-    stack: str
-    name_prefix: str = "callbacks"
-    function_source_dir: str = "function"
-    workflow_file: str = ""
-    function_runtime: str = "python313"
-    function_memory: str = "256Mi"
-    function_timeout_seconds: int = 60
-    function_min_instances: int = 0
-    function_max_instances: int = 10
-    allow_unauthenticated: bool = True
-    allow_unregistered_callbacks: bool = False
-    max_body_bytes: int = 65_536
-    callbacks_collection: str = DEFAULT_COLLECTION
-    firestore_database: str = ""
-    firestore_location: str = ""
-    firestore_deletion_policy: str = "DELETE"
-    firestore_delete_protection: bool = False
-    restrict_data_access_to_database: bool = True
-    poll_initial_seconds: float = _WAIT.poll_initial_seconds
-    poll_multiplier: float = _WAIT.poll_multiplier
-    poll_max_seconds: float = _WAIT.poll_max_seconds
-    timeout_seconds: int = _WAIT.timeout_seconds
-    ttl_seconds: int = _WAIT.ttl_seconds
-    call_log_level: str = "LOG_ERRORS_ONLY"
-    workflow_deletion_protection: bool = False
-    source_bucket_force_destroy: bool = True
-    enable_apis: bool = True
-
-    @property
-    def name_base(self) -> str:
-        """The base of every physical name: prefix plus stack, so stacks never collide."""
-        return f"{slug(self.name_prefix)}-{slug(self.stack)}"
-
-    @property
-    def wait(self) -> WaitSettings:
-        return WaitSettings(
-            poll_initial_seconds=self.poll_initial_seconds,
-            poll_multiplier=self.poll_multiplier,
-            poll_max_seconds=self.poll_max_seconds,
-            timeout_seconds=self.timeout_seconds,
-            ttl_seconds=self.ttl_seconds,
-        )
-
-    def to_args(self) -> CallbackBridgeArgs:
-        """The component arguments; raises WorkflowSourceError if workflowFile is unreadable."""
-        return CallbackBridgeArgs(
-            project=self.project,
-            region=self.region,
-            name=self.name_base,
-            workflow_source=(
-                read_text(_resolve(self.workflow_file), "workflowFile")
-                if self.workflow_file
-                else None
-            ),
-            function_source_dir=_resolve(self.function_source_dir),
-            function_runtime=self.function_runtime,
-            function_memory=self.function_memory,
-            function_timeout_seconds=self.function_timeout_seconds,
-            function_min_instances=self.function_min_instances,
-            function_max_instances=self.function_max_instances,
-            allow_unauthenticated=self.allow_unauthenticated,
-            allow_unregistered_callbacks=self.allow_unregistered_callbacks,
-            max_body_bytes=self.max_body_bytes,
-            callbacks_collection=self.callbacks_collection,
-            existing_firestore_database=self.firestore_database,
-            firestore_location=self.firestore_location,
-            firestore_deletion_policy=self.firestore_deletion_policy,
-            firestore_delete_protection=self.firestore_delete_protection,
-            restrict_data_access_to_database=self.restrict_data_access_to_database,
-            wait=self.wait,
-            call_log_level=self.call_log_level,
-            workflow_deletion_protection=self.workflow_deletion_protection,
-            source_bucket_force_destroy=self.source_bucket_force_destroy,
-            enable_apis=self.enable_apis,
-            labels={"stack": slug(self.stack)[:63]},
-        )
-
-    def problems(self) -> list[str]:
-        problems: list[str] = []
-        if not slug(self.name_prefix)[0].isalpha():
-            problems.append(f"namePrefix {self.name_prefix!r} must start with a letter")
-        try:
-            args = self.to_args()
-        except WorkflowSourceError as error:
-            return [*problems, str(error)]
-        return problems + args.problems()
-
-
-def _resolve(path: str) -> Path:
-    """Paths in config are relative to the project folder (where Pulumi.yaml is)."""
-    candidate = Path(path)
-    return candidate if candidate.is_absolute() else REPO_ROOT / candidate
+def _field_defaults(cls: type) -> dict[str, Any]:
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
 
 
 CONFIG_KEYS: tuple[ConfigKey, ...] = (
-    ConfigKey("namePrefix", "name_prefix", str,
-              "Start of every resource name; the stack name follows it."),
-    ConfigKey("functionSourceDir", "function_source_dir", str,
-              "Folder holding the receiver function, relative to Pulumi.yaml."),
-    ConfigKey("workflowFile", "workflow_file", str,
+    ConfigKey("namePrefix", None, str,
+              "Start of every resource name; the stack name follows it.",
+              own_default="callbacks"),
+    ConfigKey("functionSourceDir", None, str,
+              "Folder holding the receiver function, relative to Pulumi.yaml.",
+              own_default=DEFAULT_FUNCTION_SOURCE_DIR.relative_to(REPO_ROOT).as_posix()),
+    ConfigKey("workflowFile", None, str,
               "Your workflow YAML (a map with main), relative to Pulumi.yaml; the callback "
-              "subworkflows are appended. Empty: workflow/example.yaml."),
+              "subworkflows are appended. Empty: workflow/example.yaml.",
+              own_default=""),
     ConfigKey("functionRuntime", "function_runtime", str,
               "Cloud Functions Python runtime id."),
     ConfigKey("functionMemory", "function_memory", str,
@@ -171,7 +112,7 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "must hold the callback in Workflows' 512 KB of memory)."),
     ConfigKey("callbacksCollection", "callbacks_collection", str,
               "Firestore collection holding callback documents."),
-    ConfigKey("firestoreDatabase", "firestore_database", str,
+    ConfigKey("firestoreDatabase", "existing_firestore_database", str,
               "Id of an existing Firestore database to use. Empty: create one for this stack."),
     ConfigKey("firestoreLocation", "firestore_location", str,
               "Location of the created database (region or multi-region). Empty: gcp:region."),
@@ -181,15 +122,15 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "Turn on Firestore's own delete protection for the created database."),
     ConfigKey("restrictDataAccessToDatabase", "restrict_data_access_to_database", bool,
               "Limit the service accounts' Firestore role to this database (IAM condition)."),
-    ConfigKey("pollInitialSeconds", "poll_initial_seconds", float,
+    ConfigKey("pollInitialSeconds", "wait.poll_initial_seconds", float,
               "First wait between polls for a callback."),
-    ConfigKey("pollMultiplier", "poll_multiplier", float,
+    ConfigKey("pollMultiplier", "wait.poll_multiplier", float,
               "Factor applied to the poll interval after each poll."),
-    ConfigKey("pollMaxSeconds", "poll_max_seconds", float,
+    ConfigKey("pollMaxSeconds", "wait.poll_max_seconds", float,
               "Longest wait between polls."),
-    ConfigKey("timeoutSeconds", "timeout_seconds", int,
+    ConfigKey("timeoutSeconds", "wait.timeout_seconds", int,
               "How long waitForResponse waits before raising TimeoutError."),
-    ConfigKey("ttlSeconds", "ttl_seconds", int,
+    ConfigKey("ttlSeconds", "wait.ttl_seconds", int,
               "Lifetime of a callback document before Firestore's TTL deletes it."),
     ConfigKey("callLogLevel", "call_log_level", str,
               "Workflows call logging: LOG_ALL_CALLS, LOG_ERRORS_ONLY, LOG_NONE or "
@@ -203,14 +144,75 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
 )  # fmt: skip
 
 
+_BY_NAME = {key.name: key for key in CONFIG_KEYS}
+
+
 def defaults() -> dict[str, Any]:
     """Each config key's default, as the code applies it."""
-    by_field = {f.name: f for f in fields(Settings)}
-    return {key.name: by_field[key.field].default for key in CONFIG_KEYS}
+    return {key.name: key.default for key in CONFIG_KEYS}
 
 
-def load_settings() -> Settings:
-    """Read the stack config; raise SettingsError listing every problem."""
+def build_args(
+    project: str,
+    region: str,
+    stack: str,
+    values: Mapping[str, Any] | None = None,
+    problems: Sequence[str] = (),
+) -> CallbackBridgeArgs:
+    """The component arguments for one stack, checked.
+
+    ``values`` maps config key names to typed values; a key left out takes
+    its default. ``problems`` are those already found reading the config.
+    Raises SettingsError listing every problem.
+    """
+    values = dict(values or {})
+    unknown = sorted(set(values) - set(_BY_NAME))
+    if unknown:
+        raise KeyError(f"not config keys: {', '.join(unknown)}")
+    setting = {key.name: values.get(key.name, key.default) for key in CONFIG_KEYS}
+    problems = list(problems)
+    prefix = setting["namePrefix"]
+    if not slug(prefix)[0].isalpha():
+        problems.append(f"namePrefix {prefix!r} must start with a letter")
+    try:
+        # Read here, once: the arguments carry the text from now on.
+        workflow_source = (
+            read_text(_resolve(setting["workflowFile"]), "workflowFile")
+            if setting["workflowFile"]
+            else None
+        )
+    except WorkflowSourceError as error:
+        # Checking the arguments without the user's workflow would judge the
+        # example workflow instead.
+        raise SettingsError(stack, [*problems, str(error)]) from None
+    filled = {key.field: setting[key.name] for key in CONFIG_KEYS if key.field}
+    wait = {
+        name.removeprefix(WAIT_PREFIX): value
+        for name, value in filled.items()
+        if name.startswith(WAIT_PREFIX)
+    }
+    args = CallbackBridgeArgs(
+        project=project,
+        region=region,
+        # Prefix plus stack, so two stacks in one project never collide.
+        name=f"{slug(prefix)}-{slug(stack)}",
+        workflow_source=workflow_source,
+        function_source_dir=_resolve(setting["functionSourceDir"]),
+        wait=WaitSettings(**wait),
+        labels={"stack": slug(stack)[:63]},
+        **{name: value for name, value in filled.items() if not name.startswith(WAIT_PREFIX)},
+    )
+    problems += args.problems()
+    if problems:
+        raise SettingsError(stack, problems)
+    return args
+
+
+def load_args() -> CallbackBridgeArgs:
+    """Read the stack config (the only place it is read) into checked component arguments.
+
+    Raises SettingsError listing every problem.
+    """
     gcp_config = pulumi.Config("gcp")
     config = pulumi.Config()
     problems: list[str] = []
@@ -220,22 +222,22 @@ def load_settings() -> Settings:
         if raw is None:
             continue
         try:
-            values[key.field] = _parse(raw, key.kind)
+            values[key.name] = _parse(raw, key.kind)
         except ValueError:
             problems.append(f"{key.name} {raw!r} is not {_KIND_NAMES[key.kind]}")
-    settings = Settings(
+    return build_args(
         project=gcp_config.get("project") or "",
         region=gcp_config.get("region") or "",
         stack=pulumi.get_stack(),
-        **values,
+        values=values,
+        problems=problems,
     )
-    problems += settings.problems()
-    if problems:
-        raise SettingsError(
-            f"stack {pulumi.get_stack()!r} has invalid configuration:\n"
-            + "\n".join(f"  - {problem}" for problem in problems)
-        )
-    return settings
+
+
+def _resolve(path: str) -> Path:
+    """Paths in config are relative to the project folder (where Pulumi.yaml is)."""
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else REPO_ROOT / candidate
 
 
 _KIND_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}

@@ -325,6 +325,25 @@ def test_a_users_workflow_file_is_deployed_with_the_callback_subworkflows(deploy
     assert "getCallbackURL:" in source and "waitForResponse:" in source
 
 
+def test_the_workflow_file_is_read_once_per_run(deploy, tmp_path, monkeypatch) -> None:
+    mine = tmp_path / "approval.yaml"
+    mine.write_text("main:\n  steps:\n    - done:\n        return: 42\n")
+    reads: list[Path] = []
+    real_read_text = Path.read_text
+
+    def counting_read_text(path: Path, *args, **kwargs) -> str:
+        if path == mine:
+            reads.append(path)
+        return real_read_text(path, *args, **kwargs)
+
+    # Counts every read of the file, whichever code does it.
+    monkeypatch.setattr(Path, "read_text", counting_read_text)
+
+    deploy(config={"workflowFile": str(mine)})
+
+    assert reads == [mine]
+
+
 def test_outputs(deploy) -> None:
     outputs = deploy().outputs
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from infra.settings import CONFIG_KEYS, Settings, defaults
+from infra.args import CallbackBridgeArgs
+from infra.settings import CONFIG_KEYS, WAIT_PREFIX, SettingsError, build_args, defaults
 from infra.workflow_env import WaitSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,17 +45,73 @@ def test_declared_type_default_and_description_match_the_code(key) -> None:
     assert declared["description"] == key.description
 
 
-def test_every_settings_field_but_the_gcp_ones_is_a_config_key() -> None:
-    config_fields = {key.field for key in CONFIG_KEYS}
-    setting_fields = {f.name for f in fields(Settings)} - {"project", "region", "stack"}
+# Arguments the program fills itself: from gcp config and the stack name
+# (project, region, name, labels), from the three keys without a field
+# (workflow_source, function_source_dir), the WaitSettings as a whole, and
+# paths that only another Pulumi program would change.
+FILLED_BY_THE_PROGRAM = {
+    "project",
+    "region",
+    "name",
+    "labels",
+    "workflow_source",
+    "function_source_dir",
+    "wait",
+    "callbacks_workflow_path",
+    "example_workflow_path",
+}
 
-    assert config_fields == setting_fields
+
+def test_every_component_argument_is_a_config_key_or_filled_by_the_program() -> None:
+    # A new CallbackBridgeArgs or WaitSettings field fails here until it gets a
+    # config key (and so a Pulumi.yaml entry) or is added to the list above.
+    keyed = {key.field for key in CONFIG_KEYS if key.field}
+    arguments = {f.name for f in fields(CallbackBridgeArgs)} - FILLED_BY_THE_PROGRAM
+    wait_arguments = {WAIT_PREFIX + f.name for f in fields(WaitSettings)}
+
+    assert keyed == arguments | wait_arguments
+    assert {f.name for f in fields(CallbackBridgeArgs)} >= FILLED_BY_THE_PROGRAM
 
 
-def test_wait_defaults_are_the_shared_ones() -> None:
-    settings = Settings(project="p", region="europe-west1", stack="dev")
+def _args(**values: Any) -> CallbackBridgeArgs:
+    return build_args("my-project", "europe-west1", "dev", values)
 
-    assert settings.wait == WaitSettings()
+
+def test_a_stack_that_sets_nothing_gets_the_component_defaults() -> None:
+    assert _args() == CallbackBridgeArgs(
+        project="my-project",
+        region="europe-west1",
+        name="callbacks-dev",
+        labels={"stack": "dev"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "read"),
+    [
+        ("maxBodyBytes", 1024, lambda args: args.max_body_bytes),
+        ("firestoreDatabase", "(default)", lambda args: args.existing_firestore_database),
+        ("pollMultiplier", 1.5, lambda args: args.wait.poll_multiplier),
+        ("ttlSeconds", 999_999, lambda args: args.wait.ttl_seconds),
+        ("allowUnregisteredCallbacks", True, lambda args: args.allow_unregistered_callbacks),
+    ],
+)
+def test_a_set_key_reaches_its_argument(key: str, value: Any, read) -> None:
+    assert read(_args()) != value
+    assert read(_args(**{key: value})) == value
+
+
+def test_the_workflow_file_is_read_once_into_the_arguments(tmp_path: Path) -> None:
+    source = "main:\n  steps:\n    - done:\n        return: 1\n"
+    workflow = tmp_path / "mine.yaml"
+    workflow.write_text(source, encoding="utf-8")
+
+    args = _args(workflowFile=str(workflow))
+    workflow.unlink()
+
+    # The arguments hold the text: checking or deploying them reads no file again.
+    assert args.workflow_source == source
+    assert args.problems() == []
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -70,10 +128,9 @@ def test_example_stack_files_are_valid(stack: str) -> None:
             assert isinstance(
                 value, {"string": str, "integer": int, "boolean": bool}[by_name[key].yaml_type]
             ), name
-            values[by_name[key].field] = _as_code_value(value, by_name[key].kind)
+            values[key] = _as_code_value(value, by_name[key].kind)
 
-    settings = Settings(project="my-project", region=config["gcp:region"], stack=stack, **values)
-    assert settings.problems() == []
+    build_args("my-project", config["gcp:region"], stack, values)  # raises on any problem
 
 
 def test_prod_example_protects_data_and_dev_example_does_not() -> None:
@@ -87,20 +144,19 @@ def test_prod_example_protects_data_and_dev_example_does_not() -> None:
 
 
 def test_settings_problems_name_the_config_keys() -> None:
-    base = Settings(project="my-project", region="europe-west1", stack="dev")
-    broken = replace(
-        base,
-        function_timeout_seconds=0,
-        function_min_instances=5,
-        function_max_instances=2,
-        function_memory="lots",
-        function_runtime="nodejs22",
-        callbacks_collection="a/b",
-        ttl_seconds=10,
-    )
+    with pytest.raises(SettingsError) as raised:
+        _args(
+            functionTimeoutSeconds=0,
+            functionMinInstances=5,
+            functionMaxInstances=2,
+            functionMemory="lots",
+            functionRuntime="nodejs22",
+            callbacksCollection="a/b",
+            ttlSeconds=10,
+            namePrefix="9lives",
+        )
 
-    problems = "\n".join(broken.problems())
-
+    problems = "\n".join(raised.value.problems)
     for expected in (
         "functionTimeoutSeconds must be between 1 and 3600",
         "functionMinInstances must not exceed functionMaxInstances",
@@ -108,28 +164,24 @@ def test_settings_problems_name_the_config_keys() -> None:
         "functionRuntime 'nodejs22'",
         "callbacksCollection 'a/b'",
         "ttlSeconds must be at least timeoutSeconds",
+        "namePrefix '9lives' must start with a letter",
     ):
         assert expected in problems
-    assert base.problems() == []
 
 
 def test_name_base_is_prefix_and_stack() -> None:
-    settings = Settings(project="p", region="europe-west1", stack="prod", name_prefix="Orders")
+    args = build_args("p", "europe-west1", "prod", {"namePrefix": "Orders"})
 
-    assert settings.name_base.startswith("orders-")
-    assert settings.name_base.endswith("-prod")
+    assert args.name.startswith("orders-")
+    assert args.name.endswith("-prod")
 
 
 @pytest.mark.parametrize(("max_body_bytes", "accepted"), [(131_072, True), (131_073, False)])
 def test_max_body_bytes_stops_at_what_a_workflow_can_hold(
     max_body_bytes: int, accepted: bool
 ) -> None:
-    settings = Settings(
-        project="p", region="europe-west1", stack="dev", max_body_bytes=max_body_bytes
-    )
-
-    problems = settings.problems()
-
-    assert (problems == []) is accepted
-    if not accepted:
-        assert "Workflows' 512 KB memory limit" in "\n".join(problems)
+    if accepted:
+        assert _args(maxBodyBytes=max_body_bytes).max_body_bytes == max_body_bytes
+        return
+    with pytest.raises(SettingsError, match="Workflows' 512 KB memory limit"):
+        _args(maxBodyBytes=max_body_bytes)
