@@ -36,9 +36,10 @@ HEADER_ALLOW_LIST = (
 )
 # Header values are the caller's to choose; keep them from bloating the payload.
 MAX_HEADER_VALUE_CHARS = 1024
-# Lone surrogates (a "\ud800" JSON escape, or what utf-7 and unicode_escape
-# decode "+2AA-" and "\\ud800" to) are not Unicode text: the payload could not
-# be encoded as UTF-8 to be stored, and no workflow could read them.
+# Lone surrogates (a "\ud800" JSON escape or its raw bytes, which Python's json
+# decodes with "surrogatepass", or what utf-7 and unicode_escape decode "+2AA-"
+# and "\\ud800" to) are not Unicode text: the payload could not be encoded as
+# UTF-8 to be stored, and no workflow could read them.
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 

@@ -111,7 +111,15 @@ def test_text_body_in_any_charset_is_stored_as_valid_text(
 
 
 @pytest.mark.parametrize(
-    "body", ['{"x": "\\ud800"}', '{"\\udfff": 1}', '[["ok", "\\udc00"]]', '"\\ud83d"']
+    "body",
+    [
+        '{"x": "\\ud800"}',
+        '{"\\udfff": 1}',
+        '[["ok", "\\udc00"]]',
+        '"\\ud83d"',
+        # Raw bytes of a surrogate: Python's json decodes bytes with "surrogatepass".
+        b'{"x": "\xed\xa0\x80"}',
+    ],
 )
 def test_json_body_with_a_lone_surrogate_is_400(client, register, callbacks, callback_url, body):
     token = register()
