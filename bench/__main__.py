@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.ingest.__main__ import add_arguments as add_ingest_arguments
 from bench.ingest.__main__ import config_from as ingest_config_from
 from bench.ingest.report import ingest_section
-from bench.ingest.run import run_ingest
+from bench.ingest.run import run_ingest, run_profiles
 from bench.machine import facts_markdown
 from bench.stack import emulator
 from bench.wait.__main__ import add_arguments as add_wait_arguments
@@ -43,13 +43,16 @@ def main(argv: list[str] | None = None) -> int:
 
     sections: list[str] = []
     ok = True
+    facts = facts_markdown()  # before the load, so the load average is the machine's own
     started = time.monotonic()
     with emulator() as (host, pid):
         if not args.skip_ingest:
             config = ingest_config_from(args)
             results = run_ingest(config, host, pid, log=_log)
             ok &= all(r.ok for r in results)
-            sections.append(ingest_section(config, results))
+            profiles = run_profiles(config, host, pid, log=_log) if config.profile_callbacks else []
+            ok &= all(set(p.statuses) == {200} for p in profiles)
+            sections.append(ingest_section(config, results, profiles))
         if not args.skip_wait:
             wait_config = wait_config_from(args)
             wait_results = run_wait(wait_config, log=_log)
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Command: `{command}` (from the repository root; `make bench` runs "
             f"`python -m bench`). Took {elapsed:.0f} s. Verdict: "
             f"{'all invariants held' if ok else 'FAILED: see the tables'}.",
-            "## Machine\n\n" + facts_markdown(),
+            "## Machine\n\n" + facts,
             *sections,
         ]
     )

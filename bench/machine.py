@@ -43,12 +43,21 @@ def machine_facts() -> dict[str, str]:
         "cores": f"{os.cpu_count()} (usable by this process: {usable})",
         "CPU": _cpu_model(),
         "memory": _memory(),
+        # Other work on the machine skews throughput: record how busy it was.
+        "load average (1/5/15 min) at start": _loadavg(),
         "OS": f"{platform.system()} {platform.release()}",
         "Python": platform.python_version(),
         "Node": _command_output(["node", "--version"]),
         "git commit": _command_output(["git", "rev-parse", "--short", "HEAD"]),
         **{package: _version(package) for package in _PACKAGES},
     }
+
+
+def _loadavg() -> str:
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 def _memory() -> str:

@@ -16,9 +16,11 @@ the profiled pass, scaled to the plain pass's wall time per callback.
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import os
 import pstats
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -105,7 +107,12 @@ def profile_path(
 ) -> PathProfile:
     """Measure ``source``'s processEntry on two disjoint lists of callbacks."""
     result = PathProfile(key, label, len(plain))
-    with _environment(env):
+    # The function logs a JSON line per request to stdout: into a file, as under gunicorn.
+    with (
+        _environment(env),
+        tempfile.TemporaryFile("w") as log,
+        contextlib.redirect_stdout(log),
+    ):
         app = create_app("processEntry", str(source))
         client = app.test_client()
         # First request creates the Firestore client and channel: keep it out of timing.
