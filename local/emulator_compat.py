@@ -17,7 +17,11 @@ duration of a run:
 - ``default(value, fallback)`` replaces only null: the emulator's is
   ``value or fallback``, which also replaces 0, 0.0, "", false and empty
   lists and maps, so an explicit ``pollInitialSeconds: 0`` would silently
-  become the environment's value instead of failing validation.
+  become the environment's value instead of failing validation;
+- an ``assign`` whose expression fails (say ``json.decode`` of text that is
+  not JSON) raises the workflow error without leaving the emulator's global
+  assign lock held: the emulator acquires it and releases it only on
+  success, so the next ``assign`` anywhere in the process would hang.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from workflows_emulator import main as emulator
 from workflows_emulator import render
 from workflows_emulator.lib import map_utils
 
@@ -77,6 +82,18 @@ def default(value: Any, fallback: Any) -> Any:
     return fallback if value is None else value
 
 
+def assign_execute(step: Any) -> tuple[Any, Any, Any]:
+    """StepAssign.execute, with the lock released however it ends."""
+    context = step.context
+    with emulator.LOCK:
+        for var in step.config["assign"]:
+            name = next(iter(var))
+            rendered = render.render_config(var[name], context)
+            root, value = render.assign_var(name, rendered, context)
+            context[root] = value
+    return context, step.config.get("next"), None
+
+
 _original_render_str = render.render_str
 
 
@@ -118,6 +135,7 @@ def real_workflows_semantics() -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         stack.enter_context(patched_attribute(render, "render_str", render_str))
         stack.enter_context(patched_attribute(map_utils, "get", map_get))
+        stack.enter_context(patched_attribute(emulator.StepAssign, "execute", assign_execute))
         stack.enter_context(patched_item(library, "get_type", get_type))
         stack.enter_context(patched_item(library, "default", default))
         for literal, value in (("null", None), ("true", True), ("false", False)):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+from typing import Any
 
 import pytest
 import yaml
@@ -79,3 +81,22 @@ def test_the_runner_does_not_load_pulumi(repo_root):
     )
 
     assert loaded.stdout.strip() == "[]"
+
+
+def test_a_failing_assign_does_not_hang_the_next_run(settings):
+    failing = {"main": {"steps": [{"bad": {"assign": [{"x": '${json.decode("{")}'}]}}]}}
+    working = {"main": {"steps": [{"ok": {"assign": [{"x": 1}]}}, {"done": {"return": "${x}"}}]}}
+    runs: list[Any] = []
+
+    runs.append(run_workflow(failing, settings=settings))
+    # The emulator's assign holds a process-wide lock; a failed expression
+    # must not leave it held.
+    second = threading.Thread(
+        target=lambda: runs.append(run_workflow(working, settings=settings)), daemon=True
+    )
+    second.start()
+    second.join(timeout=10)
+
+    assert runs[0].error is not None
+    assert not second.is_alive(), "the run after a failed assign hangs"
+    assert runs[1].result == 1
