@@ -248,6 +248,26 @@ def test_an_early_unregistered_callback_is_kept_and_returned(settings, callbacks
     assert not callbacks.document(f"{run_id}_early").get().exists
 
 
+def test_a_payload_that_cannot_be_decoded_fails_the_wait_but_stays_stored(settings, callbacks):
+    run_id = "undecodable-run-1"
+    stored = {"state": "RECEIVED", "responded": True, "value": None, "payload": "{not json"}
+    callbacks.document(f"{run_id}_bad").set(stored)
+    workflow = {
+        "main": {
+            "steps": [
+                {"wait": {"call": "waitForResponse", "args": {"step": "bad", "runID": run_id}}}
+            ]
+        }
+    }
+
+    run = run_workflow(workflow, settings=settings)
+
+    assert run.error is not None
+    assert "delete" not in run.connector_calls
+    # Still there for a retry of the step (or a person) to read.
+    assert callbacks.document(f"{run_id}_bad").get().to_dict() == stored
+
+
 def test_firestore_errors_other_than_404_are_raised(settings, bridge, fake_clock):
     bridge.fail_next("get", status=503, grpc_status="UNAVAILABLE")
     unavailable = run_workflow(ROUND_TRIP, {"step": "x"}, settings=settings, bridge=bridge)
