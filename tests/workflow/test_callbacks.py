@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from infra.workflow_env import WaitSettings
+from local.firestore_rest_bridge import FirestoreRestBridge
 from local.workflow_runner import RunSettings, run_workflow
 
 # getCallbackURL then waitForResponse for input.step, with the settings from the
@@ -102,6 +103,84 @@ def test_no_callback_times_out_with_a_timeout_error_naming_it(settings, fake_clo
     # timeout: polls at 0, 1, 3, 7, 11, 15, 19 and 20 s.
     assert fake_clock.sleeps == [1, 2, 4, 4, 4, 4, 1]
     assert run.connector_calls["get"] == 8
+
+
+def test_a_timeout_removes_the_registration(settings, fake_clock, callbacks):
+    urls: list[str] = []
+    slow = RunSettings(**{**settings.__dict__, "wait": WaitSettings(1, 2, 4, 10, 3600)})
+
+    run = run_workflow(
+        ROUND_TRIP, {"step": "gone"}, settings=slow, clock=fake_clock, on_callback_url=urls.append
+    )
+
+    assert "TimeoutError" in run.error["tags"]
+    assert run.connector_calls["delete"] == 1
+    assert not callbacks.document(f"{run.execution_id}_gone").get().exists
+    # A late caller learns that nobody waits any more.
+    assert requests.post(urls[0], json={"late": True}, timeout=10).status_code == 404
+
+
+def test_a_timeout_without_a_registration_deletes_nothing(settings, fake_clock):
+    wait = {"call": "waitForResponse", "args": {"step": "x", "timeoutSeconds": 5}}
+    run = run_workflow({"main": {"steps": [{"w": wait}]}}, settings=settings, clock=fake_clock)
+
+    assert "TimeoutError" in run.error["tags"]
+    assert "delete" not in run.connector_calls
+
+
+class CallbackBeforeExpiry(FirestoreRestBridge):
+    """Delivers a callback right before the workflow's first delete: after its last poll."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(host)
+        self.url = ""
+        self.statuses: list[int] = []
+
+    def call(self, call_name: str, args: dict[str, Any]) -> Any:
+        if call_name.endswith(".delete") and not self.statuses:
+            response = requests.post(self.url, json={"just": "in time"}, timeout=10)
+            self.statuses.append(response.status_code)
+        return super().call(call_name, args)
+
+
+def test_a_callback_stored_between_the_last_poll_and_the_removal_is_returned(
+    settings, fake_clock, firestore_emulator_host, callbacks
+):
+    slow = RunSettings(**{**settings.__dict__, "wait": WaitSettings(1, 2, 4, 10, 3600)})
+    with CallbackBeforeExpiry(firestore_emulator_host) as bridge:
+
+        def remember(url: str) -> None:
+            bridge.url = url
+
+        run = run_workflow(
+            ROUND_TRIP,
+            {"step": "late"},
+            settings=slow,
+            clock=fake_clock,
+            bridge=bridge,
+            on_callback_url=remember,
+        )
+
+    assert bridge.statuses == [200]
+    assert run.error is None
+    assert run.result["answer"]["body"] == {"just": "in time"}
+    # The conditional delete was refused, one more read found the callback,
+    # and consuming it deleted the document.
+    assert run.connector_calls["delete"] == 2
+    assert not callbacks.document(f"{run.execution_id}_late").get().exists
+
+
+def test_a_removal_refused_for_another_reason_is_raised(settings, fake_clock, bridge, callbacks):
+    slow = RunSettings(**{**settings.__dict__, "wait": WaitSettings(1, 2, 4, 5, 3600)})
+    bridge.fail_next("delete", status=400, grpc_status="INVALID_ARGUMENT")
+
+    run = run_workflow(ROUND_TRIP, {"step": "odd"}, settings=slow, clock=fake_clock, bridge=bridge)
+
+    # The last poll found the registration unchanged: the 400 was not a
+    # changed document, so it is not mistaken for one.
+    assert run.error["code"] == 400
+    assert run.error["body"]["error"]["status"] == "INVALID_ARGUMENT"
+    assert callbacks.document(f"{run.execution_id}_odd").get().exists
 
 
 def test_per_call_settings_override_the_environment(settings, fake_clock):

@@ -113,6 +113,26 @@ def test_update_time_precondition_that_matches_applies(bridge, root):
     assert patched["updateTime"] > created["updateTime"]
 
 
+def test_delete_with_an_update_time_precondition(bridge, root, firestore_client):
+    # What waitForResponse relies on to remove a timed-out registration
+    # without losing a callback stored after its last read.
+    created = call(
+        bridge, "createDocument", parent=root, collectionId="c", documentId="v", body=BODY
+    )
+    changed = call(
+        bridge, "patch", name=created["name"], body={"fields": {"s": {"stringValue": "new"}}}
+    )
+
+    stale = {"currentDocument": {"updateTime": created["updateTime"]}}
+    refused = status_of(bridge, "delete", name=created["name"], **stale)
+    assert refused == (400, "FAILED_PRECONDITION")
+    assert firestore_client.document("c/v").get().exists
+
+    current = {"currentDocument": {"updateTime": changed["updateTime"]}}
+    assert call(bridge, "delete", name=created["name"], **current) == {}
+    assert not firestore_client.document("c/v").get().exists
+
+
 def test_injected_faults_look_like_firestore_errors(bridge, root):
     bridge.fail_next("get", status=503, grpc_status="UNAVAILABLE", times=2)
     assert status_of(bridge, "get", name=f"{root}/c/d") == (503, "UNAVAILABLE")
