@@ -17,13 +17,14 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+
+from local.processes import stop_process_group
 
 EMULATOR_DIR = Path(__file__).resolve().parent / "firestore-emulator"
 SERVER_JS = EMULATOR_DIR / "server.js"
@@ -101,15 +102,7 @@ class FirestoreEmulator:
         process, self._process = self._process, None
         if process is not None:
             atexit.unregister(self.stop)
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+            stop_process_group(process, grace_seconds=5)
             if process.stdin is not None:
                 process.stdin.close()
         if self._log is not None:

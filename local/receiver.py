@@ -10,9 +10,7 @@ own environment, and its log lines go to `log_path` (or are discarded).
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+
+from local.processes import stop_process_group
 
 FUNCTION_SOURCE = Path(__file__).resolve().parent.parent / "function" / "main.py"
 ENTRY_POINT = "processEntry"
@@ -94,15 +94,7 @@ class ReceiverServer:
         if process is None:
             return
         atexit.unregister(self.stop)
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process_group(process, grace_seconds=10)
 
     def __enter__(self) -> ReceiverServer:
         return self.start()
