@@ -380,6 +380,33 @@ def test_invalid_ids_raise_a_value_error(settings):
     assert bad_step.connector_calls == {}
 
 
+def test_the_example_waits_as_long_as_the_stack_says_unless_told(settings, repo_root):
+    example = repo_root / "workflow" / "example.yaml"
+    stack = RunSettings(**{**settings.__dict__, "wait": WaitSettings(1, 2, 4, 10, 3600)})
+
+    class BoundedClock:
+        """Virtual time that gives up far past any timeout this test expects."""
+
+        def __init__(self) -> None:
+            self.time = 0.0
+
+        def now(self) -> float:
+            return self.time
+
+        def sleep(self, seconds: float) -> None:
+            self.time += seconds
+            if self.time > 1000:
+                raise RuntimeError("still waiting after 1000 s")
+
+    from_stack = run_workflow(example, settings=stack, clock=BoundedClock())
+    told = run_workflow(example, {"timeoutSeconds": 20}, settings=stack, clock=BoundedClock())
+
+    assert "TimeoutError" in from_stack.error["tags"]
+    assert "timed out after 10" in from_stack.error["message"]
+    assert "TimeoutError" in told.error["tags"]
+    assert "timed out after 20" in told.error["message"]
+
+
 def test_the_example_workflow_approves_and_rejects(settings, repo_root):
     def answer_with(body: dict[str, Any]) -> Any:
         return lambda url: requests.post(url, json=body, timeout=10).raise_for_status()

@@ -72,3 +72,35 @@ def test_zero_registration_settings_are_refused_not_replaced(settings, args, mes
     assert run.error["tags"] == ["ValueError"]
     assert message in run.error["message"]
     assert run.connector_calls == {}
+
+
+def test_a_timeout_beyond_the_ttl_is_refused(settings, fake_clock):
+    # settings.wait.ttl_seconds is CALLBACKS_TTL_SECONDS in the environment.
+    wait = calling(
+        "waitForResponse",
+        step="s",
+        timeoutSeconds=settings.wait.ttl_seconds + 1,
+        pollInitialSeconds=1000,  # if it waited anyway, only a few polls
+        pollMaxSeconds=1000,
+    )
+    run = run_workflow(wait, settings=settings, clock=fake_clock)
+
+    assert run.error["tags"] == ["ValueError"]
+    assert (
+        f"must not exceed CALLBACKS_TTL_SECONDS ({settings.wait.ttl_seconds})"
+        in (run.error["message"])
+    )
+    assert run.connector_calls == {}
+
+
+def test_a_timeout_equal_to_the_ttl_is_accepted(settings, fake_clock):
+    wait = calling(
+        "waitForResponse",
+        step="s",
+        timeoutSeconds=settings.wait.ttl_seconds,
+        pollInitialSeconds=1000,
+        pollMaxSeconds=1000,
+    )
+    run = run_workflow(wait, settings=settings, clock=fake_clock)
+
+    assert "TimeoutError" in run.error["tags"]
