@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import http.server
+import json
+import threading
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import requests
@@ -378,6 +381,42 @@ def test_invalid_ids_raise_a_value_error(settings):
     assert bad_run.error["tags"] == ["ValueError"]
     assert "runID" in bad_run.error["message"]
     assert bad_step.connector_calls == {}
+
+
+class Approver(http.server.BaseHTTPRequestHandler):
+    """A webhook: records what it is sent, then approves through the callback URL."""
+
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        message = json.loads(self.rfile.read(length))
+        self.received.append(message)
+        self.send_response(204)
+        self.end_headers()
+        requests.post(message["callbackUrl"], json={"approved": True, "by": "hook"}, timeout=10)
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+def test_the_example_sends_the_link_to_notify_url_and_logs_no_secret(settings, repo_root):
+    Approver.received.clear()
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Approver) as hook:
+        threading.Thread(target=hook.serve_forever, daemon=True).start()
+        notify_url = f"http://127.0.0.1:{hook.server_address[1]}/approvals"
+        run = run_workflow(
+            repo_root / "workflow" / "example.yaml",
+            {"subject": "Ship it", "notifyUrl": notify_url},
+            settings=settings,
+        )
+        hook.shutdown()
+
+    assert run.error is None
+    assert run.result["decision"] == "approved"
+    assert run.result["callback"]["body"] == {"approved": True, "by": "hook"}
+    assert Approver.received == [{"subject": "Ship it", "callbackUrl": run.callback_urls[0]}]
+    assert run.logs == []  # the URL (and its token) went to the webhook only
 
 
 def test_the_example_waits_as_long_as_the_stack_says_unless_told(settings, repo_root):
