@@ -358,13 +358,50 @@ def test_firestore_errors_other_than_404_are_raised(settings, bridge, fake_clock
     forbidden = run_workflow(ROUND_TRIP, {"step": "x"}, settings=settings, bridge=bridge)
 
     bridge.fail_next("createDocument", status=500, grpc_status="INTERNAL")
-    not_registered = run_workflow(ROUND_TRIP, {"step": "x"}, settings=settings, bridge=bridge)
+    create_failed = run_workflow(ROUND_TRIP, {"step": "x"}, settings=settings, bridge=bridge)
 
     assert unavailable.error["code"] == 503
     assert unavailable.error["body"]["error"]["status"] == "UNAVAILABLE"
     assert forbidden.error["code"] == 403
-    assert not_registered.error["code"] == 500
-    assert not_registered.connector_calls == {"createDocument": 1}
+    assert create_failed.error["code"] == 500
+    assert create_failed.connector_calls == {"createDocument": 1}
+
+
+# getCallbackURL for step "r", returning the URL.
+REGISTER = {
+    "main": {
+        "steps": [
+            {"url": {"call": "getCallbackURL", "args": {"step": "r"}, "result": "url"}},
+            {"done": {"return": "${url}"}},
+        ]
+    }
+}
+
+
+def test_a_registration_that_vanished_once_is_made_again(settings, bridge, callbacks):
+    # 409 on create, then 404 on the read: deleted in between (TTL, or a
+    # waitForResponse of an earlier attempt). The second create succeeds.
+    bridge.fail_next("createDocument", status=409, grpc_status="ALREADY_EXISTS")
+    bridge.fail_next("get", status=404, grpc_status="NOT_FOUND")
+
+    run = run_workflow(REGISTER, settings=settings, bridge=bridge)
+
+    assert run.error is None
+    assert run.connector_calls == {"createDocument": 2, "get": 1}
+    stored = callbacks.document(f"{run.execution_id}_r").get().to_dict()
+    assert stored["token"] == query(run.result)["token"]
+
+
+def test_a_registration_that_keeps_vanishing_raises_a_conflict_error(settings, bridge):
+    bridge.fail_next("createDocument", status=409, grpc_status="ALREADY_EXISTS", times=3)
+    bridge.fail_next("get", status=404, grpc_status="NOT_FOUND", times=3)
+
+    run = run_workflow(REGISTER, settings=settings, bridge=bridge)
+
+    assert run.error["tags"] == ["ConflictError"]
+    assert (run.error["runID"], run.error["step"]) == (run.execution_id, "r")
+    assert "keeps disappearing" in run.error["message"]
+    assert run.connector_calls == {"createDocument": 3, "get": 3}
 
 
 def test_invalid_ids_raise_a_value_error(settings):

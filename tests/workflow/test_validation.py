@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from local.workflow_runner import run_workflow
+from local.workflow_runner import RunSettings, run_workflow
 
 
 def calling(subworkflow: str, **args: Any) -> dict[str, Any]:
@@ -104,3 +104,68 @@ def test_a_timeout_equal_to_the_ttl_is_accepted(settings, fake_clock):
     run = run_workflow(wait, settings=settings, clock=fake_clock)
 
     assert "TimeoutError" in run.error["tags"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"pollInitialSeconds": -1}, "pollInitialSeconds must be greater than 0"),
+        ({"pollMultiplier": 0.5}, "pollMultiplier must be at least 1"),
+        (
+            {"pollInitialSeconds": 5, "pollMaxSeconds": 4},
+            "pollMaxSeconds must not be below pollInitialSeconds",
+        ),
+        ({"timeoutSeconds": -5}, "timeoutSeconds must be greater than 0"),
+        ({"step": "a/b"}, "step must match"),
+        ({"step": 7}, "step must be a string"),
+        ({"runID": "a_b"}, "runID must match"),
+        ({"runID": 7}, "runID must be a string"),
+        ({"runID": "x" * 129}, "runID must match"),
+    ],
+)
+def test_wait_arguments_are_checked(settings, args, message):
+    run = run_workflow(calling("waitForResponse", **{"step": "s", **args}), settings=settings)
+
+    assert run.error["tags"] == ["ValueError"]
+    assert message in run.error["message"]
+    assert run.error["message"].startswith("waitForResponse - ")
+    assert run.connector_calls == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"ttlSeconds": -1}, "ttlSeconds must be greater than 0"),
+        ({"step": 7}, "step must be a string"),
+        ({"step": "é"}, "step must match"),
+        ({"runID": 7}, "runID must be a string"),
+        ({"runID": "__x__"}, "runID must match"),
+    ],
+)
+def test_registration_arguments_are_checked(settings, args, message):
+    run = run_workflow(calling("getCallbackURL", **{"step": "s", **args}), settings=settings)
+
+    assert run.error["tags"] == ["ValueError"]
+    assert message in run.error["message"]
+    assert run.connector_calls == {}
+
+
+def test_a_missing_base_url_is_refused(settings):
+    # CALLBACK_BASE_URL empty and no baseUrl argument.
+    no_url = RunSettings(**{**settings.__dict__, "base_url": ""})
+    run = run_workflow(calling("getCallbackURL", step="s"), settings=no_url)
+
+    assert run.error["tags"] == ["ValueError"]
+    assert "set the CALLBACK_BASE_URL environment variable or pass baseUrl" in run.error["message"]
+    assert run.connector_calls == {}
+
+
+def test_a_base_url_argument_replaces_a_missing_environment_value(settings):
+    no_url = RunSettings(**{**settings.__dict__, "base_url": ""})
+    run = run_workflow(
+        calling("getCallbackURL", step="s", baseUrl="https://cb.example/hook?k=1"),
+        settings=no_url,
+    )
+
+    assert run.error is None
+    assert run.connector_calls == {"createDocument": 1}
