@@ -73,9 +73,19 @@ def ingest_section(
             "gunicorn arbiter + worker, emulator = the Node process, client = the load "
             "generator. Read back = every document of the scenario's collection compared "
             "with what was sent (warm-up included).",
+            *_causes(results),
             *(_profile_part(config, profiles) if profiles else []),
         ]
     )
+
+
+def _causes(results: Sequence[ScenarioResult]) -> list[str]:
+    lines = [
+        f"- {r.scenario.label} ({r.server.workers} x {r.server.threads}): {n} x `{cause}`"
+        for r in results
+        for cause, n in r.error_causes.items()
+    ]
+    return ["", "5xx answers, as the function logged them:", "", *lines] if lines else []
 
 
 def _profile_part(config: IngestConfig, profiles: Sequence[PathProfile]) -> list[str]:

@@ -15,9 +15,10 @@ own collection, and every scenario is read back and verified after its phase.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from google.auth.credentials import AnonymousCredentials
@@ -88,6 +89,8 @@ class ScenarioResult:
     emulator_cpu_seconds: float | None
     verification: Verification
     warmup_statuses: dict[str, int]
+    # The function's own account of its 5xx answers: error message -> count.
+    error_causes: dict[str, int] = field(default_factory=dict)
 
     @property
     def server_errors(self) -> int:
@@ -166,6 +169,7 @@ def run_scenario(
         )
         server_after = tree_cpu_seconds(server.pid)
         emulator_after = tree_cpu_seconds(emulator_pid)
+        causes = error_causes(Path(server.log_path))
     verification = verify_collection(db, collection, warmup + timed, scenario.check)
     db.close()
     result = ScenarioResult(
@@ -176,6 +180,7 @@ def run_scenario(
         emulator_cpu_seconds=_delta(emulator_cpu, emulator_after),
         verification=verification,
         warmup_statuses=dict(warm.statuses),
+        error_causes=causes,
     )
     log(
         f"  {phase.throughput:.0f} callbacks/s, p50 {result.latency_ms(50):.1f} ms, "
@@ -226,6 +231,22 @@ def run_profiles(
         )
     db.close()
     return profiles
+
+
+def error_causes(log: Path) -> dict[str, int]:
+    """Count the ``error`` of every 5xx line the function logged (one JSON line a request)."""
+    causes: dict[str, int] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if '"status": 5' not in line:
+            continue  # cheap filter: most lines are 200s
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and int(entry.get("status", 0)) >= 500:
+            cause = str(entry.get("error") or entry.get("message") or "unknown")
+            causes[cause] = causes.get(cause, 0) + 1
+    return causes
 
 
 def _delta(before: float | None, after: float | None) -> float | None:

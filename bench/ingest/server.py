@@ -39,6 +39,7 @@ class RunningServer:
     host: str
     port: int
     pid: int
+    log_path: str  # the function's stdout/stderr, until the block exits
 
 
 def free_port() -> int:
@@ -103,7 +104,7 @@ def serve_function(
         except (RuntimeError, TimeoutError) as error:
             tail = Path(log.name).read_text(errors="replace")[-4000:]
             raise RuntimeError(f"{error}; its output ends with:\n{tail}") from error
-        yield RunningServer(HOST, port, proc.pid)
+        yield RunningServer(HOST, port, proc.pid, log.name)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)

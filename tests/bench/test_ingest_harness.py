@@ -13,7 +13,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
 from bench.ingest.callbacks import make_callbacks
-from bench.ingest.run import IngestConfig, run_ingest, run_profiles
+from bench.ingest.run import IngestConfig, error_causes, run_ingest, run_profiles
 from bench.ingest.server import ServerSettings
 from bench.ingest.verify import check_ours, check_seed, verify_collection
 
@@ -104,3 +104,18 @@ def test_cost_breakdown_counts_the_firestore_rpcs(firestore_emulator_host) -> No
         rpcs = profiles[key].rpcs_per_callback
         assert rpcs.get("Commit") == 1.0
         assert rpcs.get("BatchGetDocuments (transactional get)") == 1.0
+
+
+def test_5xx_causes_are_read_from_the_function_log(tmp_path) -> None:
+    log = tmp_path / "function.log"
+    log.write_text(
+        '{"status": 200, "message": "callback stored (200)"}\n'
+        '{"status": 500, "error": "InvalidArgument: 400 transaction is not active"}\n'
+        "gunicorn noise that is not JSON\n"
+        '{"status": 503, "message": "callback unavailable (503)"}\n'
+        '{"status": 500, "error": "InvalidArgument: 400 transaction is not active"}\n'
+    )
+    assert error_causes(log) == {
+        "InvalidArgument: 400 transaction is not active": 2,
+        "callback unavailable (503)": 1,
+    }
