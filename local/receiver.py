@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from local.processes import stop_process_group
+from local.processes import die_with_parent, stop_process_group
 
 FUNCTION_SOURCE = Path(__file__).resolve().parent.parent / "function" / "main.py"
 ENTRY_POINT = "processEntry"
@@ -76,6 +76,7 @@ class ReceiverServer:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         finally:
             if self.log_path:
