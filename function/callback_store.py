@@ -47,7 +47,11 @@ BOUNDED_RPCS: dict[str, tuple[retries.Retry | None, float]] = {
     "begin_transaction": (RPC_RETRY, RPC_TIMEOUT_SECONDS),
     "batch_get_documents": (RPC_RETRY, RPC_TIMEOUT_SECONDS),
     "run_query": (RPC_RETRY, RPC_TIMEOUT_SECONDS),
-    "commit": (RPC_RETRY, RPC_TIMEOUT_SECONDS),
+    # Never retried here: a commit whose answer was lost may have been
+    # applied, and resending a transaction's commit then meets a finished
+    # transaction (INVALID_ARGUMENT, a 500). Its timeout becomes a 503; the
+    # caller's retry then finds the stored callback and gets 200.
+    "commit": (None, RPC_TIMEOUT_SECONDS),
     "rollback": (None, ROLLBACK_TIMEOUT_SECONDS),
 }
 # Attempts of the whole transaction when it loses a race (ABORTED).

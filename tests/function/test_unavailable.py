@@ -6,6 +6,9 @@ Uses its own emulator so stopping it does not disturb the session's.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 import time
 
 import pytest
@@ -40,3 +43,48 @@ def test_stopped_firestore_gives_503_then_recovers(make_client, own_emulator, ca
 
     own_emulator.start()  # same port, empty database
     assert client.post(callback_url(step="during"), json={"a": 1}).status_code == 200
+
+
+def test_a_commit_that_times_out_gives_503_and_the_retry_200(
+    make_client, own_emulator, callback_url, gcp_project, firestore_database, monkeypatch
+):
+    """The database freezes while the commit is in flight, for longer than its timeout.
+
+    The commit is applied once the database wakes, but its answer came too
+    late. Resending the transaction's commit would meet a finished
+    transaction (INVALID_ARGUMENT, a 500); the caller must get a retryable
+    503, and its retry 200 without a second write.
+    """
+    from google.cloud import firestore
+    from google.cloud.firestore_v1.services.firestore.client import FirestoreClient
+
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", own_emulator.host)
+    client = make_client(FIRESTORE_EMULATOR_HOST=own_emulator.host)
+    store = firestore.Client(project=gcp_project, database=firestore_database)
+    document = store.collection("workflow_callbacks").document("run-1_approve")
+    document.set({"state": "WAITING", "token": "t0ken"})
+
+    emulator_pid = own_emulator._process.pid
+    real_commit = FirestoreClient.commit
+    frozen = []
+
+    def commit_while_the_database_freezes(self, *args, **kwargs):
+        if not frozen:
+            frozen.append(True)
+            os.kill(emulator_pid, signal.SIGSTOP)
+            # Longer than the commit's 2 s timeout, shorter than its old retry budget.
+            threading.Timer(2.6, os.kill, (emulator_pid, signal.SIGCONT)).start()
+        return real_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(FirestoreClient, "commit", commit_while_the_database_freezes)
+    url = callback_url(token="t0ken")
+
+    first = client.post(url, json={"approved": True})
+    assert first.status_code == 503, first.get_json()
+    assert first.headers["Retry-After"]
+
+    time.sleep(0.8)  # the database wakes and applies the commit it had queued
+    assert document.get().get("state") == "RECEIVED"
+    retry = client.post(url, json={"approved": True})
+    assert retry.status_code == 200, retry.get_json()
+    assert retry.get_json()["status"] == "received"
