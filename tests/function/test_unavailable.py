@@ -88,3 +88,47 @@ def test_a_commit_that_times_out_gives_503_and_the_retry_200(
     retry = client.post(url, json={"approved": True})
     assert retry.status_code == 200, retry.get_json()
     assert retry.get_json()["status"] == "received"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "transaction is not active",  # the emulator's words
+        "The referenced transaction has expired or is no longer valid.",  # Firestore's
+    ],
+)
+def test_a_transaction_that_ended_under_us_gives_503(
+    client, register, callback_url, monkeypatch, message
+):
+    """Whether the commit was applied is unknown: the caller must retry, not give up."""
+    from google.api_core import exceptions
+    from google.cloud.firestore_v1.services.firestore.client import FirestoreClient
+
+    token = register()
+
+    def commit_into_a_finished_transaction(self, *args, **kwargs):
+        raise exceptions.InvalidArgument(message)
+
+    monkeypatch.setattr(FirestoreClient, "commit", commit_into_a_finished_transaction)
+
+    response = client.post(callback_url(token=token), json={"approved": True})
+
+    assert response.status_code == 503, response.get_json()
+    assert response.headers["Retry-After"]
+
+
+def test_other_invalid_arguments_stay_errors(client, register, callback_url, monkeypatch):
+    """A request Firestore finds malformed is our bug, not the database's weather."""
+    from google.api_core import exceptions
+    from google.cloud.firestore_v1.services.firestore.client import FirestoreClient
+
+    token = register()
+
+    def commit_rejected(self, *args, **kwargs):
+        raise exceptions.InvalidArgument("field name is invalid")
+
+    monkeypatch.setattr(FirestoreClient, "commit", commit_rejected)
+
+    response = client.post(callback_url(token=token), json={"approved": True})
+
+    assert response.status_code == 500
