@@ -40,16 +40,30 @@ class ReceiverServer:
     """A functions-framework process serving processEntry; a context manager."""
 
     def __init__(
-        self, env: dict[str, str], port: int | None = None, log_path: Path | None = None
+        self,
+        env: dict[str, str],
+        port: int | None = None,
+        log_path: Path | None = None,
+        source: Path = FUNCTION_SOURCE,
+        target: str = ENTRY_POINT,
     ) -> None:
+        # source/target serve another function the same way (the benchmark's
+        # seed-equivalent receiver).
         self.env = env
         self.port = port or free_port()
         self.log_path = log_path
+        self.source = source
+        self.target = target
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process (gunicorn's arbiter), while it runs."""
+        return self._process.pid if self._process is not None else None
 
     def start(self, timeout: float = 30.0) -> ReceiverServer:
         if self._process is not None and self._process.poll() is None:
@@ -59,9 +73,9 @@ class ReceiverServer:
             "-m",
             "functions_framework",
             "--target",
-            ENTRY_POINT,
+            self.target,
             "--source",
-            str(FUNCTION_SOURCE),
+            str(self.source),
             "--host",
             "127.0.0.1",
             "--port",
