@@ -104,29 +104,26 @@ class CallbackBridge(pulumi.ComponentResource):
         apis = self._enable_apis()
 
         # --- identities -------------------------------------------------
-        function_sa = gcp.serviceaccount.Account(
-            f"{name}-function-sa",
-            project=project,
-            account_id=names.function_account,
-            display_name=f"Callback receiver function ({args.name})",
-            description="Runs the callback receiver; reads and writes callback documents.",
-            opts=self._child(*self._apis(apis, "iam")),
+        function_sa = self._service_account(
+            "function",
+            names.function_account,
+            f"Callback receiver function ({args.name})",
+            "Runs the callback receiver; reads and writes callback documents.",
+            apis,
         )
-        workflow_sa = gcp.serviceaccount.Account(
-            f"{name}-workflow-sa",
-            project=project,
-            account_id=names.workflow_account,
-            display_name=f"Callback workflow ({args.name})",
-            description="Runs the workflow; registers and reads callback documents.",
-            opts=self._child(*self._apis(apis, "iam")),
+        workflow_sa = self._service_account(
+            "workflow",
+            names.workflow_account,
+            f"Callback workflow ({args.name})",
+            "Runs the workflow; registers and reads callback documents.",
+            apis,
         )
-        build_sa = gcp.serviceaccount.Account(
-            f"{name}-build-sa",
-            project=project,
-            account_id=names.build_account,
-            display_name=f"Callback function build ({args.name})",
-            description="Builds the receiver function's container image in Cloud Build.",
-            opts=self._child(*self._apis(apis, "iam")),
+        build_sa = self._service_account(
+            "build",
+            names.build_account,
+            f"Callback function build ({args.name})",
+            "Builds the receiver function's container image in Cloud Build.",
+            apis,
         )
 
         # --- Firestore --------------------------------------------------
@@ -369,6 +366,24 @@ class CallbackBridge(pulumi.ComponentResource):
             )
             for api in APIS
         }
+
+    def _service_account(
+        self,
+        role: str,
+        account_id: str,
+        display_name: str,
+        description: str,
+        apis: dict[str, pulumi.Resource],
+    ) -> gcp.serviceaccount.Account:
+        """One identity per job, so each gets only the roles that job needs."""
+        return gcp.serviceaccount.Account(
+            f"{self._name}-{role}-sa",
+            project=self._args.project,
+            account_id=account_id,
+            display_name=display_name,
+            description=description,
+            opts=self._child(*self._apis(apis, "iam")),
+        )
 
     @staticmethod
     def _apis(apis: dict[str, pulumi.Resource], *names: str) -> list[pulumi.Resource]:
