@@ -12,9 +12,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from infra.workflow_check import check_workflow
 from infra.workflow_env import DEFAULT_COLLECTION, WaitSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -189,22 +191,23 @@ class WorkflowSourceError(ValueError):
 
 
 def compose_workflow_source(user_source: str, callbacks_source: str) -> str:
-    """Append the callback subworkflows to a user's workflow source.
+    """Append the callback subworkflows to a user's workflow source, and check the result.
 
     Both sources are top-level YAML maps (``main`` plus subworkflows), so
     joining their text yields one map; checking the user's map first turns a
-    confusing deploy-time error into a clear one here.
+    confusing deploy-time error into a clear one here. The joined source must
+    then pass infra.workflow_check: the rules Workflows applies at deploy time
+    that workflows-emulator does not.
     """
-    try:
-        user_map = yaml.safe_load(user_source)
-    except yaml.YAMLError as error:
-        raise WorkflowSourceError(f"the workflow source is not valid YAML: {error}") from None
+    user_map = _yaml_map(user_source, "the workflow source")
     if not isinstance(user_map, dict) or "main" not in user_map:
         raise WorkflowSourceError(
             "the workflow source must be a YAML map with a 'main' workflow (and optional "
             "subworkflows), so the callback subworkflows can be added next to it"
         )
-    clashes = [name for name in CALLBACK_SUBWORKFLOWS if name in user_map]
+    # Every subworkflow callbacks.yaml defines, helpers included, so the
+    # joined map never holds one name twice.
+    clashes = [name for name in _yaml_map(callbacks_source, "callbacks.yaml") if name in user_map]
     if clashes:
         raise WorkflowSourceError(
             "the workflow source defines "
@@ -221,7 +224,20 @@ def compose_workflow_source(user_source: str, callbacks_source: str) -> str:
             f"the workflow source with the callback subworkflows is {size} bytes; "
             f"Workflows accepts at most {MAX_WORKFLOW_SOURCE_BYTES}"
         )
+    problems = check_workflow(yaml.safe_load(combined))
+    if problems:
+        raise WorkflowSourceError(
+            "Workflows would refuse this source at deploy time:\n"
+            + "\n".join(f"  - {problem}" for problem in problems)
+        )
     return combined
+
+
+def _yaml_map(source: str, what: str) -> Any:
+    try:
+        return yaml.safe_load(source) or {}
+    except yaml.YAMLError as error:
+        raise WorkflowSourceError(f"{what} is not valid YAML: {error}") from None
 
 
 def read_text(path: Path, what: str) -> str:

@@ -142,6 +142,20 @@ def test_a_workflow_defining_the_subworkflows_is_refused_before_the_stack_starts
     assert "Starting the local stack" not in output
 
 
+def test_a_workflow_breaking_a_deploy_time_rule_is_refused_before_the_stack_starts(cli, tmp_path):
+    # workflows-emulator would run this and fail only at the call, as a SyntaxError.
+    workflow = tmp_path / "typo.yaml"
+    workflow.write_text(
+        "main:\n  steps:\n    - url:\n        call: getCallbackUrl\n"
+        "        args: {step: a}\n        result: url\n    - done:\n        return: ${url}\n"
+    )
+    code, output = cli("run", str(workflow)).finish()
+
+    assert code == 2
+    assert "step 'url': calls 'getCallbackUrl', which is not a subworkflow" in output
+    assert "Starting the local stack" not in output
+
+
 def children_of(pid: int) -> set[int]:
     listing = subprocess.run(
         ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False

@@ -63,3 +63,18 @@ def test_invalid_arguments_fail_before_anything_is_registered(deploy_catching) -
     assert "callLogLevel 'EVERYTHING'" in message
     assert "functionSourceDir '/nonexistent/function' is not a folder" in message
     assert deployment.resources == []
+
+
+def test_a_workflow_source_workflows_would_refuse_fails_at_up_with_the_step(deploy_catching):
+    # Valid YAML the emulator runs, but Workflows refuses it at deploy time:
+    # `failure` exists only inside the except block that creates it.
+    source = APPROVALS.replace(
+        "    - done:\n        return: ${url}\n",
+        "    - done:\n        return: ${failure}\n",
+    )
+    deployment, error = deploy_catching(program=lambda: _bridge(workflow_source=source))
+
+    assert isinstance(error, ValueError)
+    assert "Workflows would refuse this source at deploy time" in str(error)
+    assert "main, step 'done': reads 'failure', which nothing creates" in str(error)
+    assert deployment.resources == []
