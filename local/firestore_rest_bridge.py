@@ -22,6 +22,8 @@ import secrets
 import string
 import threading
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -52,8 +54,9 @@ class FirestoreRestBridge:
     """REST-shaped Firestore document calls answered by a gRPC (emulator) endpoint.
 
     ``calls`` counts the connector calls by REST method name; ``fail_next``
-    makes the next calls of a method fail with a given status, to test how
-    workflows handle Firestore errors.
+    makes the next calls of a method fail with a given status, and
+    ``drop_next`` makes them fail without an answer (a connection error or a
+    timeout), to test how workflows handle Firestore errors.
     """
 
     def __init__(self, host: str) -> None:
@@ -62,7 +65,7 @@ class FirestoreRestBridge:
         self._client = FirestoreClient(transport=FirestoreGrpcTransport(channel=self._channel))
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
-        self._faults: dict[str, list[tuple[int, str]]] = {}
+        self._faults: dict[str, list[_Fault]] = {}
 
     def close(self) -> None:
         self._channel.close()
@@ -78,13 +81,40 @@ class FirestoreRestBridge:
         return call_name.startswith(CONNECTOR_PREFIX)
 
     def fail_next(
-        self, method: str, status: int = 503, grpc_status: str = "UNAVAILABLE", times: int = 1
+        self,
+        method: str,
+        status: int = 503,
+        grpc_status: str = "UNAVAILABLE",
+        times: int = 1,
+        after_applying: bool = False,
     ) -> None:
-        """Make the next ``times`` calls of ``method`` fail as Firestore would."""
+        """Make the next ``times`` calls of ``method`` fail as Firestore would.
+
+        ``after_applying``: the call takes effect first and only its answer
+        is the error, as when a response is lost after the write committed.
+        """
+
+        def fault(resource: str) -> Exception:
+            return http_error(status, grpc_status, "Injected fault (local bridge).", resource)
+
+        self._inject(method, _Fault(fault, after_applying), times)
+
+    def drop_next(
+        self, method: str, error: type[OSError] = ConnectionError, times: int = 1
+    ) -> None:
+        """Make the next ``times`` calls of ``method`` get no answer: ``error`` is
+        ConnectionError or TimeoutError, which workflows-emulator tags as Workflows does."""
+
+        def fault(resource: str) -> Exception:
+            return error(f"Injected {error.__name__} calling {resource} (local bridge).")
+
+        self._inject(method, _Fault(fault, after_applying=False), times)
+
+    def _inject(self, method: str, fault: _Fault, times: int) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
         with self._lock:
-            self._faults.setdefault(method, []).extend([(status, grpc_status)] * times)
+            self._faults.setdefault(method, []).extend([fault] * times)
 
     def call(self, call_name: str, args: dict[str, Any]) -> Any:
         """Run one connector call (``googleapis.firestore.v1...METHOD``) and return its body."""
@@ -97,17 +127,19 @@ class FirestoreRestBridge:
             faults = self._faults.get(method)
             fault = faults.pop(0) if faults else None
         resource = args.get("name") or args.get("parent") or ""
-        if fault is not None:
-            status, grpc_status = fault
-            raise http_error(status, grpc_status, "Injected fault (local bridge).", resource)
+        if fault is not None and not fault.after_applying:
+            raise fault.error(resource)
         handler = getattr(self, "_" + method)
         try:
-            return handler(args)
+            answer = handler(args)
         except api_exceptions.GoogleAPICallError as error:
             raise _from_grpc(error, resource) from error
         except json_format.ParseError as error:
             message = f"Invalid JSON payload received. {error}"
             raise http_error(400, "INVALID_ARGUMENT", message, resource) from error
+        if fault is not None:
+            raise fault.error(resource)
+        return answer
 
     # -- the four REST methods -------------------------------------------
 
@@ -202,6 +234,14 @@ class FirestoreRestBridge:
         if document is None:  # deleted by someone else right after our write
             raise http_error(404, "NOT_FOUND", f'Document "{name}" not found.', name)
         return document
+
+
+@dataclass(frozen=True)
+class _Fault:
+    """An injected failure: the error a call raises, made from the resource name."""
+
+    error: Callable[[str], Exception]
+    after_applying: bool
 
 
 def http_error(status: int, grpc_status: str, message: str, resource: str) -> requests.HTTPError:

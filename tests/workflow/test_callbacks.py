@@ -357,13 +357,14 @@ def test_firestore_errors_other_than_404_are_raised(settings, bridge, fake_clock
     bridge.fail_next("get", status=403, grpc_status="PERMISSION_DENIED")
     forbidden = run_workflow(ROUND_TRIP, {"step": "x"}, settings=settings, bridge=bridge)
 
-    bridge.fail_next("createDocument", status=500, grpc_status="INTERNAL")
+    bridge.fail_next("createDocument", status=403, grpc_status="PERMISSION_DENIED")
     create_failed = run_workflow(ROUND_TRIP, {"step": "x"}, settings=settings, bridge=bridge)
 
     assert unavailable.error["code"] == 503
     assert unavailable.error["body"]["error"]["status"] == "UNAVAILABLE"
     assert forbidden.error["code"] == 403
-    assert create_failed.error["code"] == 500
+    assert create_failed.error["code"] == 403
+    # Not retried: only 429, 5xx, connection errors and timeouts are (test_connector_retries).
     assert create_failed.connector_calls == {"createDocument": 1}
 
 

@@ -55,8 +55,8 @@ def test_the_deployed_concatenation_is_valid_and_has_no_clashing_names(sources):
 
     jsonschema.validate(deployed, SCHEMA)
     assert set(example) == {"main"}
-    assert set(callbacks) == {"getCallbackURL", "waitForResponse"}
-    assert set(deployed) == {"main", "getCallbackURL", "waitForResponse"}
+    assert set(callbacks) == {"getCallbackURL", "waitForResponse", "callbacksRetryableError"}
+    assert set(deployed) == {"main", *callbacks}
 
 
 def test_the_schema_check_rejects_an_invalid_workflow():
