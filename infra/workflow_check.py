@@ -18,9 +18,12 @@ Checked:
   the same source (standard library functions and connectors are dotted);
   a ``retry`` predicate must name one too;
 - **jumps**: ``next:`` names a step of the same subworkflow, or ``end``;
-  ``break`` and ``continue`` only inside a ``for`` body.
+  ``break`` and ``continue`` only inside a ``for`` body;
+- **expression length**: at most MAX_EXPRESSION_CHARS characters per
+  ``${...}`` (Workflows quotas and limits, "Expression length").
 
-Not checked: types, argument names of calls, the standard library's
+Not checked: a parallel branch writing a parent variable it does not list
+in ``shared``, types, argument names of calls, the standard library's
 function names, expression syntax beyond finding variable names, and
 anything only an execution shows (a connector's errors, a missing key).
 """
@@ -54,6 +57,7 @@ LIBRARY_MODULES = frozenset(
         "uuid",
     }
 )
+MAX_EXPRESSION_CHARS = 400
 KEYWORDS = frozenset({"and", "or", "not", "in"})
 LITERALS = frozenset({"true", "false", "null"})
 JUMP_KEYWORDS = frozenset({"end"})
@@ -364,6 +368,12 @@ class _SubworkflowChecker:
 
     def _read(self, step: str, value: Any, scope: _Scope) -> None:
         for expression in _expressions(value):
+            if len(expression) + 3 > MAX_EXPRESSION_CHARS:
+                self._problem(
+                    step,
+                    f"an expression of {len(expression) + 3} characters is over Workflows' "
+                    f"limit of {MAX_EXPRESSION_CHARS}: split it across assign steps",
+                )
             for name in expression_names(expression):
                 self.reads.append(_Read(scope, step, name))
 

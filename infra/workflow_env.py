@@ -8,6 +8,7 @@ Pulumi imports so the local runner can use it without a Pulumi engine.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 # Names the subworkflows in workflow/callbacks.yaml read with sys.get_env.
@@ -22,6 +23,17 @@ ENV_TTL = "CALLBACKS_TTL_SECONDS"
 
 DEFAULT_DATABASE = "(default)"
 DEFAULT_COLLECTION = "workflow_callbacks"
+
+# Workflows ends an execution after this many steps (Workflows quotas and
+# limits, "Steps per execution"). waitForResponse polls in a loop of at most
+# STEPS_PER_POLL steps (poll, the except step while no document exists,
+# check, backoff, sleep; 4 once a registration exists) and refuses settings
+# whose polling could need more than WAIT_STEP_BUDGET, leaving the rest for
+# the workflow around it. workflow/callbacks.yaml holds the same numbers
+# (maxWaitSteps, stepsPerPoll); a test keeps them equal.
+MAX_STEPS_PER_EXECUTION = 100_000
+WAIT_STEP_BUDGET = 90_000
+STEPS_PER_POLL = 5
 
 
 @dataclass(frozen=True)
@@ -56,7 +68,38 @@ class WaitSettings:
                 "ttlSeconds must be at least timeoutSeconds, or Firestore could delete "
                 "a registration while its workflow still waits"
             )
+        if not problems and self.poll_steps() > WAIT_STEP_BUDGET:
+            problems.append(
+                f"timeoutSeconds {_number(self.timeout_seconds)} with pollInitialSeconds "
+                f"{_number(self.poll_initial_seconds)}, pollMultiplier "
+                f"{_number(self.poll_multiplier)} and pollMaxSeconds "
+                f"{_number(self.poll_max_seconds)} polls more than "
+                f"{WAIT_STEP_BUDGET // STEPS_PER_POLL} times (up to {STEPS_PER_POLL} steps "
+                "each): "
+                f"Workflows stops an execution after {MAX_STEPS_PER_EXECUTION} steps and a "
+                f"wait may use at most {WAIT_STEP_BUDGET}; {self._fewer_polls_advice()}"
+            )
         return problems
+
+    def poll_steps(self) -> int:
+        """Workflow steps the polling loop may run in a wait that times out (callbacks.yaml).
+
+        Counts past WAIT_STEP_BUDGET stop early: the answer is then only "too many".
+        """
+        polls, waited, interval = 1, 0.0, self.poll_initial_seconds
+        while waited < self.timeout_seconds and polls * STEPS_PER_POLL <= WAIT_STEP_BUDGET:
+            waited += min(interval, self.timeout_seconds - waited)
+            interval = min(interval * self.poll_multiplier, self.poll_max_seconds)
+            polls += 1
+        return polls * STEPS_PER_POLL
+
+    def _fewer_polls_advice(self) -> str:
+        # The smallest whole-second steady interval whose polling fits the budget.
+        interval = _number(math.ceil(self.timeout_seconds * STEPS_PER_POLL / WAIT_STEP_BUDGET))
+        if self.poll_multiplier == 1:
+            # The interval never grows, so pollMaxSeconds is never reached.
+            return f"raise pollInitialSeconds to at least {interval} or lower timeoutSeconds"
+        return f"raise pollMaxSeconds to at least {interval} or lower timeoutSeconds"
 
 
 def workflow_env_vars(

@@ -185,3 +185,26 @@ def test_max_body_bytes_stops_at_what_a_workflow_can_hold(
         return
     with pytest.raises(SettingsError, match="Workflows' 512 KB memory limit"):
         _args(maxBodyBytes=max_body_bytes)
+
+
+def test_a_wait_that_would_outrun_workflows_steps_limit_is_refused() -> None:
+    week = {"timeoutSeconds": 604_800, "ttlSeconds": 604_800}
+    # A week at a steady 60 s: about 10,080 polls, 50,400 steps. Fine.
+    assert _args(**week).wait.poll_steps() < 90_000
+    # The same week at 10 s polls 60,480 times.
+    with pytest.raises(SettingsError) as raised:
+        _args(pollMaxSeconds=10.0, **week)
+
+    (problem,) = raised.value.problems
+    assert problem == (
+        "timeoutSeconds 604800 with pollInitialSeconds 2, pollMultiplier 2 and pollMaxSeconds "
+        "10 polls more than 18000 times (up to 5 steps each): Workflows stops an execution "
+        "after 100000 steps and a wait may use at most 90000; raise pollMaxSeconds to at "
+        "least 34 or lower timeoutSeconds"
+    )
+    assert _args(pollMaxSeconds=34.0, **week).wait.poll_steps() <= 90_000
+
+
+def test_a_multiplier_of_one_is_judged_by_its_first_interval() -> None:
+    with pytest.raises(SettingsError, match="raise pollInitialSeconds to at least 5 or lower"):
+        _args(pollMultiplier=1.0, pollInitialSeconds=2.0, pollMaxSeconds=60.0)

@@ -247,3 +247,15 @@ def test_expression_names_skip_strings_functions_and_attributes() -> None:
     expression = '"}${x}" + doc.fields.state + map.get(e, "k") + len(items) + a[b] and not True'
 
     assert expression_names(expression) == ["doc", "e", "items", "a", "b"]
+
+
+def test_an_expression_over_400_characters_is_refused() -> None:
+    long_sum = " + ".join(["x"] * 100)  # 397 characters, 400 with ${ and }
+    fits = f"main:\n  params: [x]\n  steps:\n    - s:\n        return: ${{{long_sum}}}\n"
+    over = fits.replace("${x + ", "${x + x + ")
+
+    assert problems_of(fits) == []
+    assert problems_of(over) == [
+        "main, step 's': an expression of 404 characters is over Workflows' limit of 400: "
+        "split it across assign steps"
+    ]

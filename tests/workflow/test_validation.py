@@ -169,3 +169,77 @@ def test_a_base_url_argument_replaces_a_missing_environment_value(settings):
 
     assert run.error is None
     assert run.connector_calls == {"createDocument": 1}
+
+
+# --- Workflows' steps-per-execution limit ---------------------------------------
+# FAST (the test settings) keeps registrations 3,600 s, so timeoutSeconds 3600:
+# at a steady 0.1 s the loop would poll 36,000 times, up to 180,000 steps.
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            {"timeoutSeconds": 3600, "pollMaxSeconds": 0.1, "pollInitialSeconds": 0.05},
+            "timeoutSeconds 3600 with pollMaxSeconds 0.1 polls at least 36000 times, up to "
+            "180000 steps; a wait may use 90000 of Workflows' 100000 steps per execution - "
+            "raise pollMaxSeconds",
+        ),
+        (
+            {"timeoutSeconds": 3600, "pollInitialSeconds": 0.1, "pollMultiplier": 1},
+            "timeoutSeconds 3600 with pollInitialSeconds 0.1 and pollMultiplier 1 polls 36000 "
+            "times, up to 180000 steps; a wait may use 90000 of Workflows' 100000 steps per "
+            "execution - raise pollInitialSeconds",
+        ),
+    ],
+)
+def test_a_wait_that_would_outrun_the_steps_limit_is_refused(settings, args, message):
+    run = run_workflow(calling("waitForResponse", step="s", **args), settings=settings)
+
+    assert run.error["tags"] == ["ValueError"]
+    assert message in run.error["message"]
+    assert run.connector_calls == {}
+
+
+def test_a_wait_within_the_steps_limit_is_accepted(settings, callbacks):
+    # 0.25 s steady: 72,000 steps at most, under the 90,000 a wait may use. A
+    # callback is already stored, so the accepted wait returns at its first poll.
+    payload = '{"method": "POST", "body": {"ok": true}}'
+    callbacks.document("budget-run_s").set({"state": "RECEIVED", "payload": payload})
+    args = {"timeoutSeconds": 3600, "pollMaxSeconds": 0.25, "pollInitialSeconds": 0.05}
+    run = run_workflow(
+        calling("waitForResponse", step="s", runID="budget-run", **args), settings=settings
+    )
+
+    assert run.error is None, run.error
+    assert run.connector_calls == {"get": 1, "delete": 1}
+
+
+def test_the_step_budget_in_the_yaml_is_the_one_the_stack_settings_apply(repo_root):
+    import yaml
+
+    from infra.workflow_env import STEPS_PER_POLL, WAIT_STEP_BUDGET
+
+    wait = yaml.safe_load((repo_root / "workflow" / "callbacks.yaml").read_text())
+    assigned = {
+        name: value
+        for entry in wait["waitForResponse"]["steps"][0]["settings"]["assign"]
+        for name, value in entry.items()
+    }
+    assert (assigned["maxWaitSteps"], assigned["stepsPerPoll"]) == (
+        WAIT_STEP_BUDGET,
+        STEPS_PER_POLL,
+    )
+
+
+def test_each_poll_costs_the_steps_the_budget_assumes(settings, fake_clock):
+    from infra.workflow_env import STEPS_PER_POLL
+
+    args = {"timeoutSeconds": 10, "pollInitialSeconds": 1, "pollMultiplier": 1, "pollMaxSeconds": 1}
+    run = run_workflow(
+        calling("waitForResponse", step="s", **args), settings=settings, clock=fake_clock
+    )
+
+    # Nothing registered: every poll 404s, the costliest loop.
+    polls = run.steps_by_name["poll"]
+    assert polls == 11
+    loop = {name: count for name, count in run.steps_by_name.items() if count >= polls - 1}
+    assert len(loop) == STEPS_PER_POLL, loop
