@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from infra.names import ResourceNames
 from infra.workflow_check import check_workflow
 from infra.workflow_env import DEFAULT_COLLECTION, WaitSettings
 
@@ -38,6 +39,18 @@ MAX_WORKFLOW_SOURCE_BYTES = 128 * 1024
 # 150,000 bytes, so a larger body limit would only promise callbacks that are
 # then refused. See docs/protocol.md, "Size limits".
 MAX_BODY_BYTES_LIMIT = 128 * 1024
+
+# Cloud Run: at most 1000 concurrent requests per instance; memory above
+# each amount (MiB) needs at least that many vCPUs, and 4 or more vCPUs need
+# at least that much memory ("Configure CPU limits", "Configure memory limits").
+MAX_CONCURRENCY = 1000
+CPU_FOR_MEMORY = ((24_576, 8), (16_384, 6), (8_192, 4), (4_096, 2), (1_024, 1), (512, 0.5))
+MEMORY_FOR_CPU = ((6, 4_096), (4, 2_048))
+WHOLE_CPUS = (1, 2, 4, 6, 8)
+# IAM: a service account's display name is at most 100 UTF-8 bytes.
+MAX_DISPLAY_NAME_BYTES = 100
+# Cloud Storage refuses bucket names containing "google" or close misspellings.
+_GOOGLE_LIKE = re.compile(r"g[o0][o0]g[l1][e3]")
 
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 # Firestore takes regions (europe-west1) and multi-regions (nam5, eur3).
@@ -71,6 +84,13 @@ class CallbackBridgeArgs:
     function_timeout_seconds: int = 60
     function_min_instances: int = 0
     function_max_instances: int = 10
+    # Requests one instance serves at once. The receiver waits on Firestore
+    # most of the time, so one instance can serve many; with the default of
+    # 1, a burst above function_max_instances callbacks would get 429s. More
+    # than 1 needs a whole vCPU (Cloud Run), and functions-framework gets as
+    # many worker threads (THREADS), as Google recommends for Python.
+    function_concurrency: int = 8
+    function_cpu: str = "1"
     allow_unauthenticated: bool = True
     allow_unregistered_callbacks: bool = False
     max_body_bytes: int = 65_536
@@ -92,6 +112,14 @@ class CallbackBridgeArgs:
     # Set False when the surrounding program (or an administrator) already
     # manages the project's services.
     enable_apis: bool = True
+    # IAM grants take effect some time after the API call that makes them
+    # returns; the function build and the first execution wait this long
+    # after the grants (0: no wait).
+    iam_propagation_seconds: int = 60
+    # With existing_firestore_database, create the TTL policy on its
+    # collection anyway. It is a setting of that database, shared with every
+    # other stack using it, and destroying this stack would remove it.
+    manage_ttl_on_existing_database: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -125,6 +153,9 @@ class CallbackBridgeArgs:
             problems.append("functionMaxInstances must be at least 1")
         elif self.function_min_instances > self.function_max_instances:
             problems.append("functionMinInstances must not exceed functionMaxInstances")
+        problems += self._instance_problems()
+        if not 0 <= self.iam_propagation_seconds <= 600:
+            problems.append("iamPropagationSeconds must be between 0 and 600")
         if self.max_body_bytes <= 0:
             problems.append("maxBodyBytes must be greater than 0")
         elif self.max_body_bytes > MAX_BODY_BYTES_LIMIT:
@@ -157,7 +188,62 @@ class CallbackBridgeArgs:
         )
         problems += _enum_problem("callLogLevel", self.call_log_level, CALL_LOG_LEVELS)
         problems += self.wait.validate()
+        problems += self._name_problems()
         problems += self._source_problems()
+        return problems
+
+    def _instance_problems(self) -> list[str]:
+        """Concurrency, CPU and memory, within Cloud Run's combinations."""
+        problems: list[str] = []
+        if not 1 <= self.function_concurrency <= MAX_CONCURRENCY:
+            problems.append(f"functionConcurrency must be between 1 and {MAX_CONCURRENCY}")
+        cpu = _cpu(self.function_cpu)
+        if cpu is None:
+            problems.append(
+                f"functionCpu {self.function_cpu!r} is not a vCPU count: 0.08 to 1, or "
+                "1, 2, 4, 6 or 8"
+            )
+            return problems
+        if self.function_concurrency > 1 and cpu < 1:
+            problems.append(
+                f"functionConcurrency {self.function_concurrency} needs functionCpu of at "
+                f"least 1 (Cloud Run serves one request at a time below 1 vCPU)"
+            )
+        memory = _mebibytes(self.function_memory)
+        if memory is None:
+            return problems
+        least_cpu = next((cpus for above, cpus in CPU_FOR_MEMORY if memory > above), 0)
+        if cpu < least_cpu:
+            problems.append(
+                f"functionMemory {self.function_memory} needs functionCpu of at least "
+                f"{_plain_number(least_cpu)}"
+            )
+        least_memory = next((mib for cpus, mib in MEMORY_FOR_CPU if cpu >= cpus), 0)
+        if memory < least_memory:
+            problems.append(
+                f"functionCpu {self.function_cpu} needs functionMemory of at least "
+                f"{least_memory // 1024}Gi"
+            )
+        return problems
+
+    def _name_problems(self) -> list[str]:
+        """Limits on the names derived from project and name that Google checks only on create."""
+        if not self.project or not self.name:
+            return []
+        problems: list[str] = []
+        names = ResourceNames.derive(self.project, self.name)
+        for title in names.account_titles.values():
+            if len(title.encode()) > MAX_DISPLAY_NAME_BYTES:
+                problems.append(
+                    f"the service account display name {title!r} is over "
+                    f"{MAX_DISPLAY_NAME_BYTES} bytes: shorten namePrefix or the stack name"
+                )
+        if names.bucket.startswith("goog") or _GOOGLE_LIKE.search(names.bucket):
+            problems.append(
+                f"the source bucket name {names.bucket!r} starts with 'goog' or contains "
+                "'google' (or a close misspelling), which Cloud Storage refuses: change "
+                "namePrefix or the stack name"
+            )
         return problems
 
     def _source_problems(self) -> list[str]:
@@ -255,6 +341,31 @@ def _shown(path: Path) -> str:
         return path.resolve().relative_to(REPO_ROOT).as_posix()
     except ValueError:
         return str(path)
+
+
+def _cpu(text: str) -> float | None:
+    """The vCPU count of a functionCpu value, or None if Cloud Run does not offer it."""
+    try:
+        cpu = float(text)
+    except ValueError:
+        return None
+    if 0.08 <= cpu <= 1 or cpu in WHOLE_CPUS:
+        return cpu
+    return None
+
+
+_MEMORY_UNITS = {"k": 1e3 / 2**20, "M": 1e6 / 2**20, "G": 1e9 / 2**20, "Mi": 1, "Gi": 1024}
+
+
+def _mebibytes(text: str) -> float | None:
+    match = _MEMORY.match(text)
+    if match is None:
+        return None
+    return int(text[: match.start(1)]) * _MEMORY_UNITS[match.group(1)]
+
+
+def _plain_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _enum_problem(key: str, value: str, allowed: tuple[str, ...]) -> list[str]:

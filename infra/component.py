@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import pulumi
 import pulumi_gcp as gcp
+from pulumiverse_time import Sleep
 
 from infra.args import CallbackBridgeArgs
 from infra.names import ResourceNames
@@ -107,21 +108,18 @@ class CallbackBridge(pulumi.ComponentResource):
         function_sa = self._service_account(
             "function",
             names.function_account,
-            f"Callback receiver function ({args.name})",
             "Runs the callback receiver; reads and writes callback documents.",
             apis,
         )
         workflow_sa = self._service_account(
             "workflow",
             names.workflow_account,
-            f"Callback workflow ({args.name})",
             "Runs the workflow; registers and reads callback documents.",
             apis,
         )
         build_sa = self._service_account(
             "build",
             names.build_account,
-            f"Callback function build ({args.name})",
             "Builds the receiver function's container image in Cloud Build.",
             apis,
         )
@@ -129,7 +127,8 @@ class CallbackBridge(pulumi.ComponentResource):
         # --- Firestore --------------------------------------------------
         database_id: pulumi.Input[str]
         database_deps: list[pulumi.Resource] = [*self._apis(apis, "firestore")]
-        if args.existing_firestore_database:
+        owns_database = not args.existing_firestore_database
+        if not owns_database:
             database_id = args.existing_firestore_database
         else:
             database = gcp.firestore.Database(
@@ -144,24 +143,54 @@ class CallbackBridge(pulumi.ComponentResource):
                     if args.firestore_delete_protection
                     else "DELETE_PROTECTION_DISABLED"
                 ),
-                opts=self._child(*database_deps),
+                # Its name is fixed per stack, so a replacement (a new
+                # location) must delete the old database before creating the
+                # new one; the default create-first order fails with
+                # ALREADY_EXISTS. With ABANDON the old one stays and the
+                # create fails all the same: see docs/deploy.md.
+                opts=self._child(*database_deps).merge(
+                    pulumi.ResourceOptions(delete_before_replace=True)
+                ),
             )
             database_id = database.name
             database_deps.append(database)
 
-        # Firestore deletes a callback document once expireAt has passed. The
-        # empty index_config exempts the field from indexing: nothing queries
-        # it, and indexing a timestamp that only grows hotspots writes.
-        gcp.firestore.Field(
-            f"{name}-ttl",
-            project=project,
-            database=database_id,
-            collection=args.callbacks_collection,
-            field=TTL_FIELD,
-            ttl_config={},
-            index_config={},
-            opts=self._child(*database_deps),
-        )
+        if owns_database or args.manage_ttl_on_existing_database:
+            # Firestore deletes a callback document once expireAt has passed.
+            # The empty index_config exempts the field from indexing: nothing
+            # queries it, and indexing a timestamp that only grows hotspots
+            # writes. The policy is a setting of the database's collection
+            # group, so it is created only on a database this stack owns
+            # unless asked: on a shared one, destroying this stack would
+            # remove it for every other user.
+            gcp.firestore.Field(
+                f"{name}-ttl",
+                project=project,
+                database=database_id,
+                collection=args.callbacks_collection,
+                field=TTL_FIELD,
+                ttl_config={},
+                index_config={},
+                opts=self._child(*database_deps).merge(
+                    pulumi.ResourceOptions(
+                        # One policy per database and field path: the new one
+                        # must not be created before the old one is removed,
+                        # or removing the old one would remove the new one.
+                        delete_before_replace=True,
+                        # An abandoned database keeps its data; the data keeps its TTL.
+                        retain_on_delete=owns_database
+                        and args.firestore_deletion_policy == "ABANDON",
+                    )
+                ),
+            )
+        else:
+            pulumi.log.warn(
+                f"Firestore database {args.existing_firestore_database!r} is not managed by "
+                f"this stack, so neither is the TTL policy on {args.callbacks_collection}."
+                f"{TTL_FIELD}: without it, callback documents are never deleted. Create it "
+                "once (docs/deploy.md) or set manageTtlOnExistingDatabase.",
+                resource=self,
+            )
 
         # --- IAM: least privilege ---------------------------------------
         iam_deps = self._apis(apis, "cloudresourcemanager", "iam")
@@ -203,7 +232,11 @@ class CallbackBridge(pulumi.ComponentResource):
             public_access_prevention="enforced",
             force_destroy=args.source_bucket_force_destroy,
             labels=labels,
-            opts=self._child(*self._apis(apis, "storage")),
+            # A fixed, globally unique name: a replacement (a new region)
+            # must delete the old bucket first, or the create fails.
+            opts=self._child(*self._apis(apis, "storage")).merge(
+                pulumi.ResourceOptions(delete_before_replace=True)
+            ),
         )
         build_roles.append(
             gcp.storage.BucketIAMMember(
@@ -222,6 +255,13 @@ class CallbackBridge(pulumi.ComponentResource):
             content_type="application/zip",
             opts=self._child(*self._apis(apis, "storage")),
         )
+
+        # depends_on waits for the IAM calls to return, not for the grants to
+        # take effect: the first gen2 build would then fail to read its source
+        # and the first execution to reach Firestore. Wait for propagation,
+        # again whenever a grant is replaced (the triggers).
+        grants = [*build_roles, function_data, workflow_data, workflow_logs]
+        iam_ready = self._iam_propagation(grants)
 
         # --- the receiver function --------------------------------------
         function = gcp.cloudfunctionsv2.Function(
@@ -247,6 +287,8 @@ class CallbackBridge(pulumi.ComponentResource):
                 timeout_seconds=args.function_timeout_seconds,
                 min_instance_count=args.function_min_instances,
                 max_instance_count=args.function_max_instances,
+                max_instance_request_concurrency=args.function_concurrency,
+                available_cpu=args.function_cpu,
                 ingress_settings="ALLOW_ALL",
                 all_traffic_on_latest_revision=True,
                 service_account_email=function_sa.email,
@@ -257,6 +299,9 @@ class CallbackBridge(pulumi.ComponentResource):
                     "CALLBACKS_MAX_BODY_BYTES": str(args.max_body_bytes),
                     "CALLBACKS_TTL_SECONDS": str(args.wait.ttl_seconds),
                     "GOOGLE_CLOUD_PROJECT": project,
+                    # functions-framework's gunicorn threads: one per
+                    # concurrent request, as Google recommends for Python.
+                    "THREADS": str(args.function_concurrency),
                     # Cloud Functions adds this itself; declaring it avoids a
                     # permanent diff on every `pulumi up`.
                     "LOG_EXECUTION_ID": "true",
@@ -266,8 +311,7 @@ class CallbackBridge(pulumi.ComponentResource):
                 *self._apis(
                     apis, "cloudfunctions", "run", "cloudbuild", "artifactregistry", "logging"
                 ),
-                *build_roles,
-                function_data,
+                *iam_ready,
                 source_object,
                 *database_deps,
             ),
@@ -306,8 +350,7 @@ class CallbackBridge(pulumi.ComponentResource):
             deletion_protection=args.workflow_deletion_protection,
             opts=self._child(
                 *self._apis(apis, "workflows", "workflowexecutions"),
-                workflow_data,
-                workflow_logs,
+                *iam_ready,
                 *database_deps,
             ),
         )
@@ -371,7 +414,6 @@ class CallbackBridge(pulumi.ComponentResource):
         self,
         role: str,
         account_id: str,
-        display_name: str,
         description: str,
         apis: dict[str, pulumi.Resource],
     ) -> gcp.serviceaccount.Account:
@@ -380,10 +422,24 @@ class CallbackBridge(pulumi.ComponentResource):
             f"{self._name}-{role}-sa",
             project=self._args.project,
             account_id=account_id,
-            display_name=display_name,
+            display_name=self.names.account_titles[role],
             description=description,
             opts=self._child(*self._apis(apis, "iam")),
         )
+
+    def _iam_propagation(self, grants: list[pulumi.Resource]) -> list[pulumi.Resource]:
+        """What to depend on for ``grants`` to be in effect: a wait after them, or them."""
+        seconds = self._args.iam_propagation_seconds
+        if seconds == 0:
+            return grants
+        return [
+            Sleep(
+                f"{self._name}-iam-propagation",
+                create_duration=f"{seconds}s",
+                triggers={f"grant-{index}": grant.id for index, grant in enumerate(grants)},
+                opts=self._child(*grants),
+            )
+        ]
 
     @staticmethod
     def _apis(apis: dict[str, pulumi.Resource], *names: str) -> list[pulumi.Resource]:

@@ -51,6 +51,8 @@ class ResourceNames:
     function_account: str
     workflow_account: str
     build_account: str
+    # Display names of the three service accounts, by role.
+    account_titles: dict[str, str]
 
     @classmethod
     def derive(cls, project: str, base: str) -> ResourceNames:
@@ -71,6 +73,14 @@ class ResourceNames:
             function_account=_account_id(base, "fn"),
             workflow_account=_account_id(base, "wf"),
             build_account=_account_id(base, "build"),
+            account_titles={
+                role: f"{title} ({base})"
+                for role, title in (
+                    ("function", "Callback receiver function"),
+                    ("workflow", "Callback workflow"),
+                    ("build", "Callback function build"),
+                )
+            },
         )
 
 

@@ -103,6 +103,11 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "Instances kept warm; above 0 removes cold starts and costs money."),
     ConfigKey("functionMaxInstances", "function_max_instances", int,
               "Upper bound on function instances."),
+    ConfigKey("functionConcurrency", "function_concurrency", int,
+              "Requests one function instance serves at once (1-1000; above 1 needs "
+              "functionCpu 1 or more); also its worker threads."),
+    ConfigKey("functionCpu", "function_cpu", str,
+              "vCPUs per function instance: 0.08 to 1, or 1, 2, 4, 6 or 8."),
     ConfigKey("allowUnauthenticated", "allow_unauthenticated", bool,
               "Let anyone call the function URL (callbacks are guarded by their token)."),
     ConfigKey("allowUnregisteredCallbacks", "allow_unregistered_callbacks", bool,
@@ -118,6 +123,9 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "Location of the created database (region or multi-region). Empty: gcp:region."),
     ConfigKey("firestoreDeletionPolicy", "firestore_deletion_policy", str,
               "What pulumi destroy does to the created database: DELETE, ABANDON or PREVENT."),
+    ConfigKey("manageTtlOnExistingDatabase", "manage_ttl_on_existing_database", bool,
+              "With firestoreDatabase set, create the TTL policy on it anyway (it is shared "
+              "with every stack using that database)."),
     ConfigKey("firestoreDeleteProtection", "firestore_delete_protection", bool,
               "Turn on Firestore's own delete protection for the created database."),
     ConfigKey("restrictDataAccessToDatabase", "restrict_data_access_to_database", bool,
@@ -141,6 +149,9 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "Let destroy delete the source bucket with its objects."),
     ConfigKey("enableApis", "enable_apis", bool,
               "Enable the Google Cloud APIs the stack needs (never disabled on destroy)."),
+    ConfigKey("iamPropagationSeconds", "iam_propagation_seconds", int,
+              "Seconds to wait after the IAM grants before building the function and "
+              "deploying the workflow, for the grants to take effect (0-600)."),
 )  # fmt: skip
 
 

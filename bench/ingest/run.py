@@ -27,7 +27,7 @@ from google.cloud import firestore
 from bench.ingest.callbacks import Callback, make_callbacks
 from bench.ingest.loadgen import PhaseResult, run_phase
 from bench.ingest.profile import PathProfile, profile_path
-from bench.ingest.server import ServerSettings, serve_function
+from bench.ingest.server import DEPLOYED_CONCURRENCY, ServerSettings, serve_function
 from bench.ingest.verify import DocCheck, Verification, check_ours, check_seed, verify_collection
 from bench.procstat import tree_cpu_seconds
 from bench.stats import percentile
@@ -70,8 +70,12 @@ SCENARIOS = (
 class IngestConfig:
     callbacks: int = 5000
     clients: int = 50
-    # Each server shape runs every scenario; the first is the headline table.
-    servers: tuple[ServerSettings, ...] = (ServerSettings(threads=8), ServerSettings(threads=1))
+    # Each server shape runs every scenario; the first is the headline table:
+    # the deployed shape, one worker with a thread per concurrent request.
+    servers: tuple[ServerSettings, ...] = (
+        ServerSettings(threads=DEPLOYED_CONCURRENCY),
+        ServerSettings(threads=1),
+    )
     phase_deadline_s: float = 900.0
     request_timeout_s: float = 30.0
     project: str = "bench-callbacks"

@@ -16,9 +16,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.args import CallbackBridgeArgs
 from local.receiver import ReceiverError, ReceiverServer
 
 HOST = "127.0.0.1"  # load never leaves loopback
+
+
+# The Pulumi program's default functionConcurrency, which it also sets as THREADS.
+DEPLOYED_CONCURRENCY = CallbackBridgeArgs(project="", region="", name="").function_concurrency
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,7 @@ class ServerSettings:
     """What the benchmark documents about the server: one instance's shape."""
 
     workers: int = 1
-    threads: int = 8
+    threads: int = DEPLOYED_CONCURRENCY
 
 
 @dataclass(frozen=True)

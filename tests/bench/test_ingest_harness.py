@@ -119,3 +119,11 @@ def test_5xx_causes_are_read_from_the_function_log(tmp_path) -> None:
         "InvalidArgument: 400 transaction is not active": 2,
         "callback unavailable (503)": 1,
     }
+
+
+def test_the_headline_server_shape_is_the_deployed_one():
+    from bench.ingest.run import IngestConfig
+    from infra.settings import defaults
+
+    headline = IngestConfig().servers[0]
+    assert (headline.workers, headline.threads) == (1, defaults()["functionConcurrency"])

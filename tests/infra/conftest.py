@@ -38,6 +38,8 @@ class Registered:
     urn: str
     parent: str
     dependencies: list[str]
+    delete_before_replace: bool = False
+    retain_on_delete: bool = False
 
 
 @dataclass
@@ -195,6 +197,8 @@ def _registered(monitor: RecordingMonitor, urn: str, request: Any) -> Registered
         urn=urn,
         parent=request.parent,
         dependencies=list(request.dependencies),
+        delete_before_replace=request.deleteBeforeReplace,
+        retain_on_delete=request.retainOnDelete,
     )
 
 

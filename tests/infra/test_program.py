@@ -23,6 +23,7 @@ BUCKET_MEMBER = "gcp:storage/bucketIAMMember:BucketIAMMember"
 ACCOUNT = "gcp:serviceaccount/account:Account"
 SERVICE = "gcp:projects/service:Service"
 INVOKER = "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
+SLEEP = "time:index/sleep:Sleep"
 
 FUNCTION_SA = "serviceAccount:callbacks-dev-fn@my-project.iam.gserviceaccount.com"
 WORKFLOW_SA = "serviceAccount:callbacks-dev-wf@my-project.iam.gserviceaccount.com"
@@ -85,8 +86,11 @@ def test_function_is_a_gen2_python_function_with_the_contract_environment(deploy
         "CALLBACKS_MAX_BODY_BYTES": "65536",
         "CALLBACKS_TTL_SECONDS": "604800",
         "GOOGLE_CLOUD_PROJECT": "my-project",
+        "THREADS": "8",
         "LOG_EXECUTION_ID": "true",
     }
+    # Eight requests at once per instance, on the whole vCPU that needs.
+    assert (service["maxInstanceRequestConcurrency"], service["availableCpu"]) == (8, "1")
 
 
 def test_function_settings_come_from_stack_config(deploy) -> None:
@@ -156,19 +160,43 @@ def test_resources_wait_for_the_apis_they_use(deploy) -> None:
     assert apis_of("gcp:projects/iAMMember:IAMMember") == {"cloudresourcemanager", "iam"}
 
 
-def test_function_is_built_only_after_the_build_account_has_its_roles(deploy) -> None:
-    deployment = deploy()
-    deps = deployment.dependency_types(deployment.one(FUNCTION))
+GRANTS = {
+    "callbacks-build-logwriter",
+    "callbacks-build-artifactwriter",
+    "callbacks-build-staged-source",
+    "callbacks-build-source-reader",
+    "callbacks-function-datastore",
+    "callbacks-workflow-datastore",
+    "callbacks-workflow-logwriter",
+}
 
-    assert {name for _, name in deps} >= {
-        "callbacks-build-logwriter",
-        "callbacks-build-artifactwriter",
-        "callbacks-build-staged-source",
-        "callbacks-build-source-reader",
-        "callbacks-function-datastore",
-        "callbacks-source-archive",
-        "callbacks-database",
-    }
+
+def test_function_and_workflow_wait_for_the_grants_to_take_effect(deploy) -> None:
+    deployment = deploy()
+    sleep = deployment.one(SLEEP)
+
+    # The wait starts once every grant has been made, and is made again when one is replaced.
+    assert {name for _, name in deployment.dependency_types(sleep)} == GRANTS
+    assert sleep.inputs["createDuration"] == "60s"
+    assert len(sleep.inputs["triggers"]) == len(GRANTS)
+    for resource in (FUNCTION, WORKFLOW):
+        deps = {name for _, name in deployment.dependency_types(deployment.one(resource))}
+        assert "callbacks-iam-propagation" in deps, resource
+    function_deps = {name for _, name in deployment.dependency_types(deployment.one(FUNCTION))}
+    assert {"callbacks-source-archive", "callbacks-database"} <= function_deps
+
+
+def test_the_propagation_wait_is_a_setting_and_zero_depends_on_the_grants_directly(deploy):
+    assert (
+        deploy(config={"iamPropagationSeconds": 120}).one(SLEEP).inputs["createDuration"] == "120s"
+    )
+
+    deployment = deploy(config={"iamPropagationSeconds": 0})
+    assert deployment.of_type(SLEEP) == []
+    function_deps = {name for _, name in deployment.dependency_types(deployment.one(FUNCTION))}
+    assert GRANTS - {"callbacks-workflow-logwriter", "callbacks-workflow-datastore"} <= (
+        function_deps
+    )
 
 
 def test_service_accounts_get_only_the_roles_they_need(deploy) -> None:
@@ -251,11 +279,41 @@ def test_an_existing_database_is_used_instead_of_creating_one(deploy) -> None:
     deployment = deploy(config={"firestoreDatabase": "(default)"})
 
     assert deployment.of_type(DATABASE) == []
-    assert deployment.one(FIELD).inputs["database"] == "(default)"
     env = deployment.one(FUNCTION).inputs["serviceConfig"]["environmentVariables"]
     assert env["CALLBACKS_DATABASE"] == "(default)"
     assert deployment.one(WORKFLOW).inputs["userEnvVars"]["CALLBACKS_DATABASE"] == "(default)"
     assert deployment.outputs["firestoreDatabase"] == "(default)"
+
+
+def test_the_ttl_policy_of_a_database_the_stack_does_not_own_is_left_alone(deploy) -> None:
+    # It is a setting of that database's collection group: another stack may
+    # rely on it, and destroying this stack would remove it.
+    assert deploy(config={"firestoreDatabase": "shared-db"}).of_type(FIELD) == []
+
+    managed = deploy(
+        config={"firestoreDatabase": "shared-db", "manageTtlOnExistingDatabase": True}
+    ).one(FIELD)
+    assert managed.inputs["database"] == "shared-db"
+    assert not managed.retain_on_delete
+
+
+def test_fixed_names_are_deleted_before_they_are_replaced(deploy) -> None:
+    # A new location replaces the database and the bucket under the same
+    # name: creating first would fail with ALREADY_EXISTS.
+    deployment = deploy()
+
+    assert deployment.one(DATABASE).delete_before_replace
+    assert deployment.one(BUCKET).delete_before_replace
+    # One TTL policy per database and field path: never two at once.
+    assert deployment.one(FIELD).delete_before_replace
+    assert not deployment.one(FUNCTION).delete_before_replace
+
+
+@pytest.mark.parametrize(("policy", "kept"), [("DELETE", False), ("ABANDON", True)])
+def test_an_abandoned_database_keeps_its_ttl_policy(deploy, policy, kept) -> None:
+    field = deploy(config={"firestoreDeletionPolicy": policy}).one(FIELD)
+
+    assert field.retain_on_delete is kept
 
 
 def test_ttl_policy_on_expire_at_of_the_callbacks_collection(deploy) -> None:

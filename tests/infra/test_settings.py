@@ -208,3 +208,67 @@ def test_a_wait_that_would_outrun_workflows_steps_limit_is_refused() -> None:
 def test_a_multiplier_of_one_is_judged_by_its_first_interval() -> None:
     with pytest.raises(SettingsError, match="raise pollInitialSeconds to at least 5 or lower"):
         _args(pollMultiplier=1.0, pollInitialSeconds=2.0, pollMaxSeconds=60.0)
+
+
+def test_concurrency_and_cpu_come_from_config() -> None:
+    args = _args(functionConcurrency=40, functionCpu="2", functionMemory="1Gi")
+
+    assert (args.function_concurrency, args.function_cpu) == (40, "2")
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"functionConcurrency": 0}, "functionConcurrency must be between 1 and 1000"),
+        ({"functionConcurrency": 1001}, "functionConcurrency must be between 1 and 1000"),
+        ({"functionCpu": "3"}, "functionCpu '3' is not a vCPU count"),
+        ({"functionCpu": "0.05"}, "functionCpu '0.05' is not a vCPU count"),
+        (
+            {"functionCpu": "0.5", "functionConcurrency": 8},
+            "functionConcurrency 8 needs functionCpu of at least 1",
+        ),
+        (
+            {"functionCpu": "1", "functionMemory": "8Gi"},
+            "functionMemory 8Gi needs functionCpu of at least 2",
+        ),
+        (
+            {"functionCpu": "0.5", "functionConcurrency": 1, "functionMemory": "2Gi"},
+            "functionMemory 2Gi needs functionCpu of at least 1",
+        ),
+        ({"functionCpu": "4"}, "functionCpu 4 needs functionMemory of at least 2Gi"),
+    ],
+)
+def test_instance_shapes_cloud_run_refuses_are_refused(values: dict, problem: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        _args(**values)
+
+    assert problem in "\n".join(raised.value.problems)
+
+
+def test_one_request_at_a_time_runs_on_a_fraction_of_a_cpu() -> None:
+    args = _args(functionCpu="0.5", functionConcurrency=1, functionMemory="512Mi")
+
+    assert (args.function_cpu, args.function_concurrency) == ("0.5", 1)
+
+
+def test_a_service_account_display_name_over_100_bytes_is_refused() -> None:
+    long_prefix = "callbacks-for-the-order-fulfilment-and-invoicing-approval-flows-in-the-eu-region"
+    with pytest.raises(SettingsError) as raised:
+        _args(namePrefix=long_prefix)
+
+    problems = "\n".join(raised.value.problems)
+    assert "display name 'Callback receiver function (" in problems
+    assert "is over 100 bytes: shorten namePrefix or the stack name" in problems
+    assert len(_args(namePrefix=long_prefix[:40]).name) < 60
+
+
+@pytest.mark.parametrize("prefix", ["google-hooks", "g00gle", "callbacks-googler"])
+def test_a_bucket_name_cloud_storage_refuses_is_refused(prefix: str) -> None:
+    with pytest.raises(SettingsError, match="contains 'google'"):
+        _args(namePrefix=prefix)
+
+
+def test_a_project_id_starting_with_goog_is_refused_for_the_bucket() -> None:
+    assert build_args("goodwill-goog", "europe-west1", "dev", {}).project == "goodwill-goog"
+    with pytest.raises(SettingsError, match="starts with 'goog'"):
+        build_args("goog-analytics", "europe-west1", "dev", {})
