@@ -7,14 +7,16 @@ protocol is docs/protocol.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import socket
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -110,13 +112,18 @@ def _runtime() -> tuple[Settings, firestore.Client]:
 
 
 class _Reply(Exception):
-    """Ends request handling with this status and error message."""
+    """Ends request handling with this status and error message.
 
-    def __init__(self, status: int, error: str, outcome: str) -> None:
+    ``body_unread``: the answer comes before the body was read (or while it
+    was being read); it is then sent without reading the rest.
+    """
+
+    def __init__(self, status: int, error: str, outcome: str, body_unread: bool = False) -> None:
         super().__init__(error)
         self.status = status
         self.error = error
         self.outcome = outcome
+        self.body_unread = body_unread
 
 
 OUTCOME_REPLIES = {
@@ -136,7 +143,7 @@ def processEntry(request: flask.Request) -> flask.Response:
         response = _json({"status": "received", "runID": log["runID"], "step": log["step"]})
     except _Reply as reply:
         outcome, status = reply.outcome, reply.status
-        response = _error_response(reply)
+        response = _error_response(reply, request)
     except Exception as error:
         outcome, status = "error", 500
         response = _json({"error": "internal error"}, 500)
@@ -148,11 +155,13 @@ def processEntry(request: flask.Request) -> flask.Response:
 
 def _handle(request: flask.Request, log: dict[str, Any]) -> tuple[str, int]:
     if request.method not in ALLOWED_METHODS:
-        raise _Reply(405, f"method {request.method} is not allowed", "method_not_allowed")
+        raise _Reply(
+            405, f"method {request.method} is not allowed", "method_not_allowed", body_unread=True
+        )
     try:
         ids = parse_ids(request.args)
     except BadRequest as error:
-        raise _Reply(400, str(error), "bad_request") from None
+        raise _Reply(400, str(error), "bad_request", body_unread=True) from None
     log["runID"], log["step"] = ids.run_id, ids.step
     settings, client = _runtime()
     now = datetime.now(UTC)
@@ -195,7 +204,8 @@ def _parse(request: flask.Request, ids: CallbackIds, settings: Settings, now: da
         return parse_callback(request, ids, body, now)
     except BodyTooLarge:
         limit = settings.max_body_bytes
-        raise _Reply(413, f"the body is larger than {limit} bytes", "too_large") from None
+        message = f"the body is larger than {limit} bytes"
+        raise _Reply(413, message, "too_large", body_unread=True) from None
     except BadRequest as error:
         raise _Reply(400, str(error), "bad_request") from None
 
@@ -204,20 +214,46 @@ def _json(body: dict[str, Any], status: int = 200) -> flask.Response:
     return flask.Response(json.dumps(body), status=status, mimetype="application/json")
 
 
-def _error_response(reply: _Reply) -> flask.Response:
-    if reply.status == 413:
-        # A streamed response, because functions-framework reads the whole
-        # request body after every non-streamed response: that would read the
-        # oversized (possibly endless) body we just refused.
-        body = json.dumps({"error": reply.error})
-        response = flask.Response(iter([body]), status=413, mimetype="application/json")
-        response.headers["Connection"] = "close"
-        return response
+def _error_response(reply: _Reply, request: flask.Request) -> flask.Response:
+    if reply.body_unread:
+        return _answer_and_close(reply, request)
     response = _json({"error": reply.error}, reply.status)
     if reply.status == 405:
         response.headers["Allow"] = ", ".join(ALLOWED_METHODS)
     if reply.status == 503:
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def _answer_and_close(reply: _Reply, request: flask.Request) -> flask.Response:
+    """Answer a request whose body is unread, then end the connection without reading it.
+
+    An unauthenticated caller must not hold an instance reading a body that
+    nobody will use. functions-framework reads the whole body after every
+    non-streamed response, so this one is streamed. gunicorn then ignores a
+    Connection header set by the app and, to keep the connection alive, would
+    read the rest of the body before the next request; so once the answer is
+    written, the socket is shut down and gunicorn closes the connection.
+    Other servers (werkzeug, in tests) honour ``Connection: close``.
+    """
+    body = json.dumps({"error": reply.error}).encode()
+    connection = request.environ.get("gunicorn.socket")
+
+    def answer_then_shut_down() -> Iterator[bytes]:
+        yield body
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    response = flask.Response(
+        answer_then_shut_down(), status=reply.status, mimetype="application/json"
+    )
+    # A known length, so the answer is complete when its bytes are: no
+    # closing chunk has to follow the shutdown.
+    response.headers["Content-Length"] = str(len(body))
+    response.headers["Connection"] = "close"
+    if reply.status == 405:
+        response.headers["Allow"] = ", ".join(ALLOWED_METHODS)
     return response
 
 

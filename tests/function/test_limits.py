@@ -121,3 +121,30 @@ def test_payload_a_workflow_cannot_hold_is_413_and_not_stored(
     assert response.status_code == 413
     assert "too large for a workflow to hold" in response.get_json()["error"]
     assert callbacks.document("run-1_approve").get().get("state") == "WAITING"
+
+
+# Every answer sent before the body is read closes the connection without
+# reading it: an unauthenticated caller must not hold an instance reading a
+# body nobody will use. 100 x LIMIT stands for a body of any size.
+@pytest.mark.parametrize(
+    ("method", "query", "status"),
+    [
+        ("POST", "runID=bad_id&step=approve&token=t", 400),
+        ("POST", "step=approve&token=t", 400),
+        ("DELETE", "runID=run-1&step=approve&token=t", 405),
+    ],
+)
+def test_an_early_answer_reads_none_of_the_body(limited_client, method, query, status):
+    stream = CountingStream(100 * LIMIT)
+
+    response = limited_client.open(
+        "/?" + query,
+        method=method,
+        headers={"Transfer-Encoding": "chunked", "Content-Type": "text/plain"},
+        environ_overrides={"wsgi.input": stream, "wsgi.input_terminated": True},
+    )
+
+    assert response.status_code == status
+    assert "error" in response.get_json()
+    assert response.headers["Connection"] == "close"
+    assert stream.read_bytes == 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -71,6 +73,38 @@ def test_served_chunked_body_over_the_limit_is_413(served, register, callbacks):
     assert response.status_code == 413
     assert "error" in response.json()
     assert callbacks.document("run-1_approve").get().get("state") == "WAITING"
+
+
+@pytest.mark.parametrize(
+    ("method", "query", "status"),
+    [
+        ("POST", "runID=bad_id&step=approve&token=t", 400),
+        ("DELETE", "runID=run-1&step=approve&token=t", 405),
+        ("POST", "runID=run-1&step=approve&token=t", 413),
+    ],
+)
+def test_served_early_answers_arrive_before_the_declared_body_is_sent(
+    served, method, query, status
+):
+    # The request declares 50 MB but sends only 64 KiB: an answer can arrive
+    # only if the server does not wait for (or read) the rest of the body.
+    url = urlsplit(served.url)
+    declared = 50 * 1024 * 1024
+    with socket.create_connection((url.hostname, url.port), timeout=10) as connection:
+        connection.sendall(
+            f"{method} /?{query} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            f"Content-Type: text/plain\r\nContent-Length: {declared}\r\n\r\n".encode()
+        )
+        connection.sendall(b"x" * 65_536)
+        # Read until the server ends the connection; the 10 s socket timeout
+        # fails the test if it waits for the rest of the body instead.
+        answer = b""
+        while chunk := connection.recv(4096):
+            answer += chunk
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()), answer[:80]
+    assert "error" in json.loads(body)
 
 
 def test_served_race_has_exactly_one_winner(served, register, callbacks):
