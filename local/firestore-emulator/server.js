@@ -24,7 +24,9 @@
 //     those documents was written since; Rollback forgets the transaction.
 // Commit also checks every write's precondition (exists, update_time) before
 // applying any write, so a failed precondition applies nothing either (the
-// package applies writes one by one and ignores update_time).
+// package applies writes one by one and ignores update_time), and stamps each
+// commit with a time strictly after the previous one's, so two versions of a
+// document never share an update time (see CommitDate).
 // Node runs one callback at a time and the package's Commit is synchronous, so
 // check-then-apply is atomic. Not modelled: phantom reads (a document that
 // starts matching a query read in a transaction) and lock waiting.
@@ -155,6 +157,36 @@ function preconditionError(state, writes) {
   return null;
 }
 
+// Real Firestore never gives two versions of a document the same update
+// time. The package stamps a commit with new Date(), at millisecond
+// resolution, so back-to-back commits could share one, and an update_time
+// precondition naming the older version would then match the newer one: a
+// delete conditioned on a stale read would delete a newer document. So each
+// commit gets a time strictly after the previous commit's.
+const RealDate = Date;
+let lastCommitMillis = 0;
+
+class CommitDate extends RealDate {
+  constructor(...args) {
+    if (args.length > 0) {
+      super(...args);
+      return;
+    }
+    lastCommitMillis = Math.max(RealDate.now(), lastCommitMillis + 1);
+    super(lastCommitMillis);
+  }
+}
+
+// Runs the package's synchronous Commit with `new Date()` answering CommitDate.
+function withCommitClock(commit) {
+  globalThis.Date = CommitDate;
+  try {
+    return commit();
+  } finally {
+    globalThis.Date = RealDate;
+  }
+}
+
 function isolatedService({ definition, implementation, state }) {
   const tracker = new TransactionTracker();
 
@@ -241,7 +273,7 @@ function isolatedService({ definition, implementation, state }) {
         return;
       }
       try {
-        implementation.Commit(call, callback);
+        withCommitClock(() => implementation.Commit(call, callback));
       } finally {
         // Conservatively count every write as applied, even if the package
         // failed part way: a spurious ABORTED is retried, a missed one is a

@@ -119,6 +119,38 @@ def test_update_time_precondition_is_enforced(firestore_client):
     assert ref.get().get("v") == 4
 
 
+def test_versions_of_a_document_never_share_an_update_time(firestore_client):
+    # Real Firestore never gives two versions of a document one update time.
+    # The npm package stamps commits in milliseconds, so writes close together
+    # shared one (19 of 300 back-to-back set-then-update pairs did), and a
+    # delete conditioned on the older version deleted the newer document:
+    # the guard waitForResponse relies on at timeout. Four writers at once
+    # make such neighbours certain.
+    ref = firestore_client.collection("versions").document("d")
+    ref.set({"n": 0})
+    times: list = []
+    lock = threading.Lock()
+
+    def write(writer: int) -> None:
+        for index in range(100):
+            written = ref.set({"n": index, "writer": writer}).update_time
+            with lock:
+                times.append(written)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(set(times)) == len(times) == 400
+    # And so a stale version never passes for the current one.
+    stale = sorted(times)[-2]
+    with pytest.raises(exceptions.FailedPrecondition):
+        ref.delete(option=firestore_client.write_option(last_update_time=stale))
+    assert ref.get().exists
+
+
 def test_emulator_restarts_on_the_same_port_and_stop_is_idempotent(gcp_project):
     emulator = FirestoreEmulator().start()
     try:
