@@ -13,7 +13,7 @@ CONTENDERS = 8
 
 
 @pytest.fixture
-def all_read_first(monkeypatch):
+def all_read_first(make_client, monkeypatch):
     """Hold every request after its transactional read until all have read.
 
     That is the interleaving in which a read-check-write without a
@@ -22,6 +22,8 @@ def all_read_first(monkeypatch):
     """
     barrier = threading.Barrier(CONTENDERS, timeout=10)
     seen = threading.local()
+    # An instance loads the function's modules; the test may make its own later.
+    make_client()
     store = sys.modules["callback_store"]
     decide = store.decide
 
@@ -55,16 +57,30 @@ def test_of_concurrent_different_callbacks_exactly_one_wins(
     assert payload["body"] == winner
 
 
+def outcomes(captured: str) -> list[str]:
+    """The outcome of every request, from the receiver's structured log lines."""
+    return sorted(json.loads(line)["outcome"] for line in captured.splitlines() if line)
+
+
 def test_concurrent_retries_of_one_callback_all_succeed_once(
-    client, register, callbacks, callback_url, all_read_first
+    client, register, callbacks, callback_url, all_read_first, capsys
 ):
     token = register()
+    url = callback_url(token=token)
+    capsys.readouterr()
 
-    statuses = _race(client, callback_url(token=token), [{"same": True}] * CONTENDERS)
+    statuses = _race(client, url, [{"same": True}] * CONTENDERS)
 
     assert statuses == [200] * CONTENDERS
-    payload = json.loads(callbacks.document("run-1_approve").get().get("payload"))
-    assert payload["body"] == {"same": True}
+    # Once: one request stored it, the others found it stored. Without the
+    # transaction, all of them read WAITING and all of them write.
+    assert outcomes(capsys.readouterr().out) == ["duplicate"] * (CONTENDERS - 1) + ["stored"]
+    stored = callbacks.document("run-1_approve").get()
+    assert json.loads(stored.get("payload"))["body"] == {"same": True}
+
+    # Later retries write nothing: the document keeps its version.
+    assert _race(client, url, [{"same": True}] * CONTENDERS) == [200] * CONTENDERS
+    assert callbacks.document("run-1_approve").get().update_time == stored.update_time
 
 
 def test_concurrent_unregistered_callbacks_create_once(

@@ -83,8 +83,11 @@ def test_a_commit_that_times_out_gives_503_and_the_retry_200(
     assert first.status_code == 503, first.get_json()
     assert first.headers["Retry-After"]
 
-    time.sleep(0.8)  # the database wakes and applies the commit it had queued
-    assert document.get().get("state") == "RECEIVED"
+    # The database wakes and applies the commit it had queued.
+    deadline = time.monotonic() + 10
+    while document.get().get("state") != "RECEIVED":
+        assert time.monotonic() < deadline, "the queued commit was never applied"
+        time.sleep(0.05)
     retry = client.post(url, json={"approved": True})
     assert retry.status_code == 200, retry.get_json()
     assert retry.get_json()["status"] == "received"
