@@ -130,6 +130,7 @@ OUTCOME_REPLIES = {
     Outcome.FORBIDDEN: (403, "token missing or wrong for this callback"),
     Outcome.NOT_REGISTERED: (404, "no callback is registered for this runID and step"),
     Outcome.CONFLICT: (409, "this callback was already received with a different payload"),
+    Outcome.UNKNOWN_STATE: (409, "this callback is in a state the receiver does not accept"),
 }
 
 
@@ -147,7 +148,10 @@ def processEntry(request: flask.Request) -> flask.Response:
     except Exception as error:
         outcome, status = "error", 500
         response = _json({"error": "internal error"}, 500)
-        log["error"] = _redact(f"{type(error).__name__}: {error}", token)
+        # What failed first: an error raised while handling it (a failed
+        # rollback) is in the stack trace too.
+        primary = callback_store.primary_error(error)
+        log["error"] = _redact(f"{type(primary).__name__}: {primary}", token)
         log["stack_trace"] = _redact("".join(traceback.format_exception(error)), token)
     _log(request, log, outcome, status, started)
     return response

@@ -156,6 +156,26 @@ def test_unregistered_document_is_404_when_no_longer_allowed(callback_url, make_
     assert make_client().get(callback_url()).status_code == 404
 
 
+def test_a_document_in_a_state_the_receiver_does_not_know_is_409_and_kept(
+    callback_url, client, callbacks, capsys
+):
+    # Not "already received with a different payload": nothing was received.
+    callbacks.document("run-1_approve").set({"state": "CANCELLED", "token": "t0ken"})
+    capsys.readouterr()
+
+    response = client.post(callback_url(token="t0ken"), json={"approved": True})
+
+    assert response.status_code == 409
+    assert response.get_json() == {
+        "error": "this callback is in a state the receiver does not accept"
+    }
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["outcome"] == "unknown_state"
+    assert callbacks.document("run-1_approve").get().to_dict() == {
+        "state": "CANCELLED",
+        "token": "t0ken",
+    }
+
+
 @pytest.mark.parametrize("method", ["DELETE", "OPTIONS", "HEAD", "TRACE"])
 def test_other_methods_are_405_with_allow(callback_url, client, register, callbacks, method):
     token = register()
