@@ -2,7 +2,7 @@
 
 workflows-emulator sends ``googleapis.firestore.v1...`` connector calls to the
 real Firestore REST API. The emulators on this machine speak gRPC only, so this
-bridge answers the REST methods the subworkflows use (``get``, ``patch``,
+bridge answers the three REST methods the subworkflows use (``get``,
 ``createDocument``, ``delete``) with gRPC calls. REST and gRPC share the same
 protos, so ``google.protobuf.json_format`` converts documents both ways, and
 errors become ``requests.HTTPError`` with the HTTP status and the Google error
@@ -38,7 +38,7 @@ from google.cloud.firestore_v1.types import write as write_types
 from google.protobuf import json_format, timestamp_pb2
 
 CONNECTOR_PREFIX = "googleapis.firestore.v1.projects.databases.documents."
-METHODS = ("get", "patch", "createDocument", "delete")
+METHODS = ("get", "createDocument", "delete")
 REST_ROOT = "https://firestore.googleapis.com/v1/"
 
 # The emulators accept this as an all-powerful credential (rules are bypassed),
@@ -141,7 +141,7 @@ class FirestoreRestBridge:
             raise fault.error(resource)
         return answer
 
-    # -- the four REST methods -------------------------------------------
+    # -- the three REST methods ------------------------------------------
 
     def _get(self, args: dict[str, Any]) -> dict[str, Any]:
         name = _document_name(args)
@@ -170,22 +170,17 @@ class FirestoreRestBridge:
         document = _document_pb(name, body)
         write = write_types.Write(update=document, current_document={"exists": False})
         try:
-            self._commit(name, write)
+            written = self._commit(name, write)
         except api_exceptions.AlreadyExists as error:
             message = f"Document already exists: {name}"
             raise http_error(409, "ALREADY_EXISTS", message, name) from error
-        return _masked(self._read_or_fail(name), _field_paths(args, "mask.fieldPaths"))
-
-    def _patch(self, args: dict[str, Any]) -> dict[str, Any]:
-        name = _document_name(args)
-        document = _document_pb(name, dict(args.get("body") or {}))
-        write = write_types.Write(update=document)
-        update_paths = _field_paths(args, "updateMask.fieldPaths")
-        if update_paths is not None:
-            write.update_mask = common_types.DocumentMask(field_paths=update_paths)
-        self._set_precondition(write, args, name)
-        self._commit(name, write)
-        return _masked(self._read_or_fail(name), _field_paths(args, "mask.fieldPaths"))
+        # The created document, as the REST API answers it: what was written,
+        # stamped with the commit's time. Not read back: someone else may
+        # change or delete it the moment it exists.
+        document.create_time.CopyFrom(written)
+        document.update_time.CopyFrom(written)
+        created = _to_json(document)
+        return _masked(created, _field_paths(args, "mask.fieldPaths"))
 
     def _delete(self, args: dict[str, Any]) -> dict[str, Any]:
         name = _document_name(args)
@@ -209,13 +204,15 @@ class FirestoreRestBridge:
             stamp.FromJsonString(str(update_time))
             write.current_document = common_types.Precondition(update_time=stamp)
 
-    def _commit(self, name: str, write: write_types.Write) -> None:
-        self._client.commit(
+    def _commit(self, name: str, write: write_types.Write) -> Any:
+        """Apply one write; returns its update time (a protobuf Timestamp)."""
+        response = self._client.commit(
             request={"database": _database(name), "writes": [write]},
             retry=None,
             timeout=_TIMEOUT_SECONDS,
             metadata=_EMULATOR_METADATA,
         )
+        return write_types.WriteResult.pb(response.write_results[0]).update_time
 
     def _read(self, name: str) -> dict[str, Any] | None:
         responses = self._client.batch_get_documents(
@@ -228,12 +225,6 @@ class FirestoreRestBridge:
             if "found" in response:
                 return _to_json(document_types.Document.pb(response.found))
         return None
-
-    def _read_or_fail(self, name: str) -> dict[str, Any]:
-        document = self._read(name)
-        if document is None:  # deleted by someone else right after our write
-            raise http_error(404, "NOT_FOUND", f'Document "{name}" not found.', name)
-        return document
 
 
 @dataclass(frozen=True)
