@@ -5,18 +5,17 @@ Pure functions of the request: no Firestore, no logging, no settings cache.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
-import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
 
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Request
+
+from callback_body import BodyError, store_body
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9-]{1,128}")
 STEP_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -36,11 +35,6 @@ HEADER_ALLOW_LIST = (
 )
 # Header values are the caller's to choose; keep them from bloating the payload.
 MAX_HEADER_VALUE_CHARS = 1024
-# Lone surrogates (a "\ud800" JSON escape or its raw bytes, which Python's json
-# decodes with "surrogatepass", or what utf-7 and unicode_escape decode "+2AA-"
-# and "\\ud800" to) are not Unicode text: the payload could not be encoded as
-# UTF-8 to be stored, and no workflow could read them.
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BadRequest(Exception):
@@ -109,17 +103,22 @@ def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_callback(request: Request, ids: CallbackIds, body: bytes, now: datetime) -> Callback:
-    """Everything the receiver stores for this request."""
+    """Everything the receiver stores for this request; ``body`` is decoded (decode_content)."""
     token = request.args.get("token") or None
     value = request.args.get("value")
     query = _multidict_to_map(request.args, drop=("token",))
     content_type = request.headers.get("Content-Type")
+    try:
+        stored = store_body(request.mimetype, request.mimetype_params, body)
+    except BodyError as error:
+        raise BadRequest(str(error)) from None
     payload = {
         "method": request.method,
         "query": query,
         "headers": _safe_headers(request),
         "contentType": request.mimetype or None,
-        "body": _parse_body(request, body),
+        "bodyEncoding": stored.encoding,
+        "body": stored.value,
         "value": value,
         "receivedAt": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }
@@ -167,76 +166,3 @@ def _safe_headers(request: Request) -> dict[str, str]:
         if value is not None:
             headers[name] = value[:MAX_HEADER_VALUE_CHARS]
     return headers
-
-
-def _parse_body(request: Request, body: bytes) -> Any:
-    """Parsed JSON, a form map, text, or None when empty."""
-    if not body:
-        return None
-    mimetype = request.mimetype
-    if mimetype == "application/json" or mimetype.endswith("+json"):
-        try:
-            parsed = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
-        except (ValueError, RecursionError) as error:
-            raise BadRequest("the body is not valid JSON") from error
-        if _has_lone_surrogate(parsed):
-            raise BadRequest("the body is not valid JSON")
-        return parsed
-    text = _decode_text(request, body)
-    if mimetype == "application/x-www-form-urlencoded":
-        return _multidict_to_map(MultiDict(parse_qsl(text, keep_blank_values=True)))
-    return text
-
-
-def _refuse_constant(name: str) -> Any:
-    # Python's json accepts NaN, Infinity and -Infinity; JSON does not, and
-    # neither does Workflows' json.decode, so storing them would hand the
-    # waiting workflow a payload it cannot decode.
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    # 1e999 is valid JSON syntax but overflows to infinity, which has no JSON form.
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError(f"{text} is out of range")
-    return number
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    """Whether a parsed JSON value holds a lone surrogate in any key or string.
-
-    Iterative, because the parser accepts nesting as deep as the recursion limit.
-    """
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if LONE_SURROGATE.search(item):
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
-
-
-def _decode_text(request: Request, body: bytes) -> str:
-    """The body as text; undecodable bytes and lone surrogates become U+FFFD."""
-    try:
-        text = body.decode(_charset(request), errors="replace")
-    except (LookupError, ValueError):
-        # The charset names a codec that is no text encoding (base64) or that
-        # cannot replace bad bytes (idna, punycode): read UTF-8, as for an
-        # unknown charset, rather than fail the callback.
-        text = body.decode("utf-8", errors="replace")
-    return LONE_SURROGATE.sub("\ufffd", text)
-
-
-def _charset(request: Request) -> str:
-    charset = request.mimetype_params.get("charset", "utf-8")
-    try:
-        return codecs.lookup(charset).name
-    except LookupError:
-        return "utf-8"

@@ -25,6 +25,7 @@ import flask
 from google.cloud import firestore
 
 import callback_store
+from callback_body import BodyError, DecodedTooLarge, UnsupportedEncoding, decode_content
 from callback_request import (
     BadRequest,
     BodyTooLarge,
@@ -203,14 +204,20 @@ def _handle(request: flask.Request, log: dict[str, Any]) -> tuple[str, int]:
 
 
 def _parse(request: flask.Request, ids: CallbackIds, settings: Settings, now: datetime) -> Callback:
+    limit = settings.max_body_bytes
     try:
-        body = read_body(request, settings.max_body_bytes)
+        sent = read_body(request, limit)
+        body = decode_content(request.headers.get("Content-Encoding"), sent, limit)
         return parse_callback(request, ids, body, now)
     except BodyTooLarge:
-        limit = settings.max_body_bytes
         message = f"the body is larger than {limit} bytes"
         raise _Reply(413, message, "too_large", body_unread=True) from None
-    except BadRequest as error:
+    except DecodedTooLarge:
+        message = f"the body is larger than {limit} bytes once decoded"
+        raise _Reply(413, message, "too_large") from None
+    except UnsupportedEncoding as error:
+        raise _Reply(415, str(error), "unsupported_encoding") from None
+    except (BadRequest, BodyError) as error:
         raise _Reply(400, str(error), "bad_request") from None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 
@@ -88,26 +89,47 @@ def test_text_body_honours_its_charset(client, register, callbacks, callback_url
 
 
 @pytest.mark.parametrize(
-    "content_type, body, stored",
+    "content_type, body",
     [
-        # Decoders that produce lone surrogates, which UTF-8 cannot store.
-        ("text/plain; charset=utf-7", b"a+2AA-b", "a\ufffdb"),
-        ("text/plain; charset=unicode_escape", b"a\\ud800b", "a\ufffdb"),
-        ("application/x-www-form-urlencoded; charset=utf-7", b"x=+2AA-", {"x": "\ufffd"}),
-        # Codecs that are no text encoding, or cannot replace bad bytes: read as UTF-8.
-        ("text/plain; charset=base64", b"aGk=", "aGk="),
-        ("text/plain; charset=idna", b"caf\xc3\xa9", "caf\u00e9"),
-        ("text/plain; charset=punycode", b"a\xffb", "a\ufffdb"),
-        ("text/plain; charset=undefined", b"ok", "ok"),
+        # Decoders that produce lone surrogates, which are not text.
+        ("text/plain; charset=utf-7", b"a+2AA-b"),
+        ("text/plain; charset=unicode_escape", b"a\\ud800b"),
+        ("application/x-www-form-urlencoded; charset=utf-7", b"x=+2AA-"),
+        # Bytes that are not valid text in the declared charset.
+        ("text/plain; charset=idna", b"caf\xc3\xa9"),
+        ("text/plain; charset=punycode", b"a\xffb"),
+        ("text/plain; charset=undefined", b"ok"),
+        ("text/plain", b"caf\xe9"),
+        ("application/x-www-form-urlencoded", b"x=%FF"),
     ],
 )
-def test_text_body_in_any_charset_is_stored_as_valid_text(
+def test_a_body_that_is_not_valid_text_is_kept_as_base64(
+    client, register, callbacks, callback_url, content_type, body
+):
+    token = register()
+    response = client.post(callback_url(token=token), data=body, content_type=content_type)
+    assert response.status_code == 200
+    payload = _stored(callbacks)[1]
+    assert payload["bodyEncoding"] == "base64"
+    assert base64.b64decode(payload["body"]) == body
+
+
+@pytest.mark.parametrize(
+    "content_type, body, stored",
+    [
+        # A charset Python does not know, or no text encoding: read as UTF-8.
+        ("text/plain; charset=base64", b"aGk=", "aGk="),
+        ("text/plain; charset=x-made-up", b"caf\xc3\xa9", "caf\u00e9"),
+    ],
+)
+def test_an_unknown_charset_is_read_as_utf8(
     client, register, callbacks, callback_url, content_type, body, stored
 ):
     token = register()
     response = client.post(callback_url(token=token), data=body, content_type=content_type)
     assert response.status_code == 200
     assert _stored(callbacks)[1]["body"] == stored
+    assert _stored(callbacks)[1]["bodyEncoding"] == "text"
 
 
 @pytest.mark.parametrize(

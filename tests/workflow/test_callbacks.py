@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import threading
@@ -511,3 +512,56 @@ def test_the_example_workflow_approves_and_rejects(settings, repo_root):
     assert by_value.result["decision"] == "approved"
     # No argument at all: the example reads a null input with map.get.
     assert by_value.result["subject"] == "Deploy release to production"
+
+
+def test_binary_and_multipart_bodies_reach_the_workflow_byte_for_byte(settings):
+    # From the sender's bytes to what waitForResponse returns, and the
+    # workflow's own base64.decode of it.
+    every_byte = bytes(range(256))
+    multipart = (
+        b'--B\r\nContent-Disposition: form-data; name="note"\r\n\r\nok \xe2\x9c\x93\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="file"; filename="f.bin"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n" + every_byte + b"\r\n--B--\r\n"
+    )
+    workflow = {
+        "main": {
+            "steps": [
+                {"urlA": {"call": "getCallbackURL", "args": {"step": "a"}, "result": "a"}},
+                {"urlB": {"call": "getCallbackURL", "args": {"step": "b"}, "result": "b"}},
+                {"waitA": {"call": "waitForResponse", "args": {"step": "a"}, "result": "ra"}},
+                {"waitB": {"call": "waitForResponse", "args": {"step": "b"}, "result": "rb"}},
+                {
+                    "done": {
+                        "return": {
+                            "binary": "${ra}",
+                            "multipart": "${rb}",
+                            "decodedLength": "${len(base64.decode(ra.body))}",
+                        }
+                    }
+                },
+            ]
+        }
+    }
+    sent: list[int] = []
+
+    def send(url: str) -> None:
+        if "step=a" in url:
+            headers = {"Content-Type": "application/octet-stream"}
+            sent.append(
+                requests.post(url, data=every_byte, headers=headers, timeout=10).status_code
+            )
+        else:
+            headers = {"Content-Type": "multipart/form-data; boundary=B"}
+            sent.append(requests.post(url, data=multipart, headers=headers, timeout=10).status_code)
+
+    run = run_workflow(workflow, settings=settings, on_callback_url=send)
+
+    assert run.error is None, run.error
+    assert sent == [200, 200]
+    binary, parts = run.result["binary"], run.result["multipart"]
+    assert binary["bodyEncoding"] == "base64"
+    assert base64.b64decode(binary["body"]) == every_byte
+    assert run.result["decodedLength"] == 256
+    assert parts["bodyEncoding"] == "multipart"
+    assert parts["body"]["note"] == "ok \u2713"
+    assert base64.b64decode(parts["body"]["file"]["data"]) == every_byte
