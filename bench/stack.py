@@ -7,24 +7,16 @@ the block runs, so the benchmark's own Firestore clients reach the same emulator
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from bench.procstat import pid_listening_on
+from local.environment import environment
 from local.firestore_emulator import ENV_HOST, firestore_emulator
 
 
 @contextmanager
 def emulator() -> Iterator[tuple[str, int | None]]:
     """Yield (host, pid); pid is None when the emulator's process cannot be seen."""
-    previous = os.environ.get(ENV_HOST)
-    with firestore_emulator() as host:
-        os.environ[ENV_HOST] = host
-        try:
-            yield host, pid_listening_on(int(host.rsplit(":", 1)[1]))
-        finally:
-            if previous is None:
-                os.environ.pop(ENV_HOST, None)
-            else:
-                os.environ[ENV_HOST] = previous
+    with firestore_emulator() as host, environment({ENV_HOST: host}):
+        yield host, pid_listening_on(int(host.rsplit(":", 1)[1]))

@@ -15,10 +15,11 @@ from typing import Any
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Request
 
+import contract
 from callback_body import BodyError, store_body
 
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9-]{1,128}")
-STEP_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
+RUN_ID_PATTERN = re.compile(contract.RUN_ID_PATTERN)
+STEP_PATTERN = re.compile(contract.STEP_PATTERN)
 
 # The only request headers kept in the payload. An allow-list, because a
 # deny-list would keep whatever credential header a caller invents

@@ -25,6 +25,7 @@ import flask
 from google.cloud import firestore
 
 import callback_store
+import contract
 from callback_body import BodyError, DecodedTooLarge, UnsupportedEncoding, decode_content
 from callback_request import (
     BadRequest,
@@ -53,11 +54,11 @@ class Settings:
 
     project: str | None = None
     database: str = "(default)"
-    collection: str = "workflow_callbacks"
+    collection: str = contract.DEFAULT_COLLECTION
     allow_unregistered: bool = False
     # Small enough that the payload built from it fits MAX_STORED_PAYLOAD_BYTES.
-    max_body_bytes: int = 65_536
-    ttl_seconds: int = 604_800
+    max_body_bytes: int = contract.DEFAULT_MAX_BODY_BYTES
+    ttl_seconds: int = contract.DEFAULT_TTL_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:

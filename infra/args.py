@@ -16,9 +16,10 @@ from typing import Any
 
 import yaml
 
+from infra.contract import DEFAULT_COLLECTION, DEFAULT_MAX_BODY_BYTES
 from infra.names import ResourceNames
 from infra.workflow_check import check_workflow
-from infra.workflow_env import DEFAULT_COLLECTION, WaitSettings
+from infra.workflow_env import WaitSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FUNCTION_SOURCE_DIR = REPO_ROOT / "function"
@@ -93,7 +94,7 @@ class CallbackBridgeArgs:
     function_cpu: str = "1"
     allow_unauthenticated: bool = True
     allow_unregistered_callbacks: bool = False
-    max_body_bytes: int = 65_536
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     callbacks_collection: str = DEFAULT_COLLECTION
     # Empty: create a database for this stack. Otherwise the id of a database
     # that already exists (for example "(default)"); nothing is created then.

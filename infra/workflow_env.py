@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from infra.contract import DEFAULT_COLLECTION, DEFAULT_TTL_SECONDS
+
 # Names the subworkflows in workflow/callbacks.yaml read with sys.get_env.
 ENV_BASE_URL = "CALLBACK_BASE_URL"
 ENV_DATABASE = "CALLBACKS_DATABASE"
@@ -22,7 +24,6 @@ ENV_TIMEOUT = "CALLBACKS_TIMEOUT_SECONDS"
 ENV_TTL = "CALLBACKS_TTL_SECONDS"
 
 DEFAULT_DATABASE = "(default)"
-DEFAULT_COLLECTION = "workflow_callbacks"
 
 # Workflows ends an execution after this many steps (Workflows quotas and
 # limits, "Steps per execution"). waitForResponse polls in a loop of at most
@@ -50,7 +51,7 @@ class WaitSettings:
     poll_multiplier: float = 2.0
     poll_max_seconds: float = 60.0
     timeout_seconds: int = 86_400
-    ttl_seconds: int = 604_800
+    ttl_seconds: int = DEFAULT_TTL_SECONDS
 
     def validate(self) -> list[str]:
         """Every problem with these settings, as messages a user can act on."""

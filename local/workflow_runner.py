@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import threading
 import time
 import uuid
@@ -58,6 +57,7 @@ from infra.workflow_env import (
     workflow_env_vars,
 )
 from local.emulator_compat import patched_attribute, plain, real_workflows_semantics
+from local.environment import environment
 from local.firestore_rest_bridge import FirestoreRestBridge
 
 ENV_PROJECT = "GOOGLE_CLOUD_PROJECT_ID"
@@ -176,7 +176,7 @@ def run_workflow(
             bridge = stack.enter_context(FirestoreRestBridge(settings.firestore_host))
         calls_before = Counter(bridge.calls)
         stack.enter_context(_RUN_LOCK)
-        stack.enter_context(_environment(env))
+        stack.enter_context(environment(env))
         stack.enter_context(_patched_emulator(bridge, hooks))
         try:
             # execute_workflow pops `main` and the emulator mutates what it is given.
@@ -233,20 +233,6 @@ class _Hooks:
     def step(self, name: str) -> None:
         self.run.steps += 1
         self.run.steps_by_name[name] += 1
-
-
-@contextlib.contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    previous = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager

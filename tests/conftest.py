@@ -7,7 +7,6 @@ the emulator as soon as they are written to), so no test sees another's data.
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from local.environment import environment  # noqa: E402
 from local.firestore_emulator import ENV_HOST, firestore_emulator  # noqa: E402
 
 TEST_PROJECT = "demo-workflow-callbacks"
@@ -40,16 +40,8 @@ def firestore_emulator_host() -> Iterator[str]:
     Reuses FIRESTORE_EMULATOR_HOST if it is already set; otherwise starts the
     npm emulator once and stops it at the end of the session.
     """
-    previous = os.environ.get(ENV_HOST)
-    with firestore_emulator() as host:
-        os.environ[ENV_HOST] = host
-        try:
-            yield host
-        finally:
-            if previous is None:
-                os.environ.pop(ENV_HOST, None)
-            else:
-                os.environ[ENV_HOST] = previous
+    with firestore_emulator() as host, environment({ENV_HOST: host}):
+        yield host
 
 
 @pytest.fixture(scope="session")

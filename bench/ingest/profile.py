@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import cProfile
-import os
 import pstats
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from functions_framework import create_app
 
 from bench.ingest.callbacks import Callback
 from bench.procstat import tree_cpu_seconds
+from local.environment import environment
 
 # (label, file suffix, function name): the frames whose cumulative time is reported.
 PARTS: tuple[tuple[str, str, str], ...] = (
@@ -65,20 +64,6 @@ class PathProfile:
     parts_ms: dict[str, float] = field(default_factory=dict)
 
 
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
 def _post(client: FlaskClient, callback: Callback) -> int:
     response = client.post(
         callback.target, data=callback.body_bytes, content_type="application/json"
@@ -109,7 +94,7 @@ def profile_path(
     result = PathProfile(key, label, len(plain))
     # The function logs a JSON line per request to stdout: into a file, as under gunicorn.
     with (
-        _environment(env),
+        environment(env),
         tempfile.TemporaryFile("w") as log,
         contextlib.redirect_stdout(log),
     ):

@@ -12,9 +12,10 @@ import functions_framework
 import pytest
 from flask.testing import FlaskClient
 
+from infra import contract as infra_contract
 from local.receiver import ENTRY_POINT, FUNCTION_SOURCE
 
-COLLECTION = "workflow_callbacks"
+COLLECTION = infra_contract.DEFAULT_COLLECTION
 
 
 def _callback_url(run_id: str | None = "run-1", step: str | None = "approve", **params: Any) -> str:

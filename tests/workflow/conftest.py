@@ -15,6 +15,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
+from infra.contract import DEFAULT_COLLECTION
 from infra.workflow_env import WaitSettings
 from local.firestore_rest_bridge import FirestoreRestBridge
 from local.receiver import ReceiverServer
@@ -76,7 +77,7 @@ def receiver(
         "FIRESTORE_EMULATOR_HOST": firestore_emulator_host,
         "GOOGLE_CLOUD_PROJECT": gcp_project,
         "CALLBACKS_DATABASE": callbacks_database,
-        "CALLBACKS_COLLECTION": "workflow_callbacks",
+        "CALLBACKS_COLLECTION": DEFAULT_COLLECTION,
     }
     with ReceiverServer(env) as server:
         yield server
@@ -112,7 +113,7 @@ def callbacks(
     client = firestore.Client(
         project=gcp_project, database=callbacks_database, credentials=AnonymousCredentials()
     )
-    yield client.collection("workflow_callbacks")
+    yield client.collection(DEFAULT_COLLECTION)
     client.close()
 
 

@@ -1,0 +1,76 @@
+"""One source for the protocol's constants: function/contract.py.
+
+The receiver and the Pulumi program import it; workflow/callbacks.yaml cannot,
+so this test pins the YAML's literals to it.
+"""
+
+from __future__ import annotations
+
+import re
+import runpy
+from pathlib import Path
+
+import yaml
+
+from infra import contract as infra_contract
+from infra.args import CallbackBridgeArgs
+from infra.workflow_env import WaitSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONTRACT = runpy.run_path(str(REPO_ROOT / "function" / "contract.py"))
+
+
+def settings_of(subworkflow: str) -> dict[str, str]:
+    source = yaml.safe_load((REPO_ROOT / "workflow" / "callbacks.yaml").read_text())
+    return {
+        name: value
+        for entry in source[subworkflow]["steps"][0]["settings"]["assign"]
+        for name, value in entry.items()
+    }
+
+
+def env_default(expression: str, variable: str) -> str:
+    match = re.search(rf'sys\.get_env\("{variable}", "([^"]*)"\)', expression)
+    assert match, expression
+    return match.group(1)
+
+
+def test_both_subworkflows_use_the_contracts_id_patterns_and_defaults() -> None:
+    for subworkflow in ("getCallbackURL", "waitForResponse"):
+        settings = settings_of(subworkflow)
+        assert settings["runIdPattern"] == f"^{CONTRACT['RUN_ID_PATTERN']}$", subworkflow
+        assert settings["stepPattern"] == f"^{CONTRACT['STEP_PATTERN']}$", subworkflow
+        assert (
+            env_default(settings["collection"], "CALLBACKS_COLLECTION")
+            == (CONTRACT["DEFAULT_COLLECTION"])
+        )
+    assert env_default(settings_of("getCallbackURL")["ttlSeconds"], "CALLBACKS_TTL_SECONDS") == (
+        str(CONTRACT["DEFAULT_TTL_SECONDS"])
+    )
+    assert env_default(settings_of("waitForResponse")["ttl"], "CALLBACKS_TTL_SECONDS") == (
+        str(CONTRACT["DEFAULT_TTL_SECONDS"])
+    )
+
+
+def test_the_pulumi_program_takes_its_defaults_from_the_contract() -> None:
+    args = CallbackBridgeArgs(project="p", region="europe-west1", name="n")
+
+    assert CONTRACT["RUN_ID_PATTERN"] == infra_contract.RUN_ID_PATTERN
+    assert args.callbacks_collection == CONTRACT["DEFAULT_COLLECTION"]
+    assert args.max_body_bytes == CONTRACT["DEFAULT_MAX_BODY_BYTES"]
+    assert WaitSettings().ttl_seconds == CONTRACT["DEFAULT_TTL_SECONDS"]
+
+
+def test_the_receiver_takes_its_patterns_and_defaults_from_the_contract(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "function"))
+    request = runpy.run_path(str(REPO_ROOT / "function" / "callback_request.py"))
+    main = runpy.run_path(str(REPO_ROOT / "function" / "main.py"))
+    settings = main["Settings"]()
+
+    assert request["RUN_ID_PATTERN"].pattern == CONTRACT["RUN_ID_PATTERN"]
+    assert request["STEP_PATTERN"].pattern == CONTRACT["STEP_PATTERN"]
+    assert (settings.collection, settings.ttl_seconds, settings.max_body_bytes) == (
+        CONTRACT["DEFAULT_COLLECTION"],
+        CONTRACT["DEFAULT_TTL_SECONDS"],
+        CONTRACT["DEFAULT_MAX_BODY_BYTES"],
+    )
