@@ -6,7 +6,8 @@ with one resource, and so every child shows up under it in `pulumi stack`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pulumi
 import pulumi_gcp as gcp
@@ -14,7 +15,7 @@ from pulumiverse_time import Sleep
 
 from infra.args import CallbackBridgeArgs
 from infra.names import ResourceNames
-from infra.source_archive import build_source_archive
+from infra.source_archive import SourceArchive, build_source_archive
 from infra.workflow_env import workflow_env_vars
 
 TYPE_TOKEN = "workflow-callbacks:index:CallbackBridge"
@@ -37,16 +38,45 @@ APIS = (
     "workflows",
 )
 
+DATASTORE = "roles/datastore.user"
+LOG_WRITER = "roles/logging.logWriter"
+
 # What a custom Cloud Build service account needs to build a gen2 function
 # (Google's "Custom Service Account for Cloud Build"): write build logs, push
 # the image to the gcf-artifacts repository, read the source. Reading the
 # source is granted on our bucket and, under a condition, on the
 # gcf-v2-sources-* buckets Cloud Functions stages a copy of it in.
 BUILD_PROJECT_ROLES = {
-    "build-logwriter": "roles/logging.logWriter",
+    "build-logwriter": LOG_WRITER,
     "build-artifactwriter": "roles/artifactregistry.writer",
 }
 STAGED_SOURCE_CONDITION = 'resource.name.startsWith("projects/_/buckets/gcf-v2-sources-")'
+
+
+@dataclass(frozen=True)
+class _Identities:
+    """One service account per job, so each gets only the roles that job needs."""
+
+    function: gcp.serviceaccount.Account
+    workflow: gcp.serviceaccount.Account
+    build: gcp.serviceaccount.Account
+
+
+@dataclass(frozen=True)
+class _Data:
+    """Where callbacks live, and what must exist before anything uses it."""
+
+    database_id: pulumi.Input[str]
+    ready: list[pulumi.Resource]
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The function's source archive in its bucket, and the build's grant to read it."""
+
+    bucket: gcp.storage.Bucket
+    archive: gcp.storage.BucketObject
+    reader: gcp.storage.BucketIAMMember
 
 
 class CallbackBridge(pulumi.ComponentResource):
@@ -62,7 +92,24 @@ class CallbackBridge(pulumi.ComponentResource):
                                name="orders-prod", workflow_source=my_yaml),
         )
         pulumi.export("url", bridge.function_url)
+
+    ``OUTPUTS`` names every output (as exported) and the attribute holding
+    it; ``register_outputs`` and ``__main__.py``'s exports both come from it.
     """
+
+    OUTPUTS: ClassVar[dict[str, str]] = {
+        "functionUrl": "function_url",
+        "callbackUrlTemplate": "callback_url_template",
+        "workflowName": "workflow_name",
+        "workflowId": "workflow_id",
+        "firestoreDatabase": "firestore_database",
+        "callbacksCollection": "callbacks_collection",
+        "gcloudRunCommand": "gcloud_run_command",
+        "functionServiceAccount": "function_service_account",
+        "workflowServiceAccount": "workflow_service_account",
+        "buildServiceAccount": "build_service_account",
+        "sourceObject": "source_object",
+    }
 
     function_url: pulumi.Output[str]
     callback_url_template: pulumi.Output[str]
@@ -70,11 +117,11 @@ class CallbackBridge(pulumi.ComponentResource):
     workflow_id: pulumi.Output[str]
     firestore_database: pulumi.Output[str]
     callbacks_collection: pulumi.Output[str]
+    gcloud_run_command: pulumi.Output[str]
     function_service_account: pulumi.Output[str]
     workflow_service_account: pulumi.Output[str]
     build_service_account: pulumi.Output[str]
     source_object: pulumi.Output[str]
-    gcloud_run_command: pulumi.Output[str]
 
     def __init__(
         self,
@@ -96,45 +143,95 @@ class CallbackBridge(pulumi.ComponentResource):
 
         self._name = name
         self._args = args
-        names = ResourceNames.derive(args.project, args.name)
-        self.names = names
-        project = args.project
-        region = args.region
-        labels = {"app": "workflow-callbacks", **args.labels}
+        self.names = ResourceNames.derive(args.project, args.name)
+        self._labels = {"app": "workflow-callbacks", **args.labels}
+        self._services = self._enable_apis()
 
-        apis = self._enable_apis()
+        identities = self._identities()
+        data = self._data()
+        source = self._function_source(archive, identities)
+        # depends_on waits for the IAM calls to return, not for the grants to
+        # take effect: the first gen2 build would then fail to read its source
+        # and the first execution to reach Firestore. Wait for propagation,
+        # again whenever a grant is replaced (the triggers).
+        iam_ready = self._iam_propagation([*self._grants(identities, data), source.reader])
+        function = self._function(identities, data, source, iam_ready)
+        workflow = self._workflow(identities, data, function, iam_ready, workflow_source)
+        self._set_outputs(identities, data, source, function, workflow)
 
-        # --- identities -------------------------------------------------
-        function_sa = self._service_account(
-            "function",
-            names.function_account,
-            "Runs the callback receiver; reads and writes callback documents.",
-            apis,
-        )
-        workflow_sa = self._service_account(
-            "workflow",
-            names.workflow_account,
-            "Runs the workflow; registers and reads callback documents.",
-            apis,
-        )
-        build_sa = self._service_account(
-            "build",
-            names.build_account,
-            "Builds the receiver function's container image in Cloud Build.",
-            apis,
+    def outputs(self) -> dict[str, pulumi.Output[str]]:
+        """Every output by its exported name."""
+        return {name: getattr(self, attribute) for name, attribute in self.OUTPUTS.items()}
+
+    # --- identities ----------------------------------------------------
+    def _identities(self) -> _Identities:
+        return _Identities(
+            function=self._service_account(
+                "function",
+                self.names.function_account,
+                "Runs the callback receiver; reads and writes callback documents.",
+            ),
+            workflow=self._service_account(
+                "workflow",
+                self.names.workflow_account,
+                "Runs the workflow; registers and reads callback documents.",
+            ),
+            build=self._service_account(
+                "build",
+                self.names.build_account,
+                "Builds the receiver function's container image in Cloud Build.",
+            ),
         )
 
-        # --- Firestore --------------------------------------------------
-        database_id: pulumi.Input[str]
-        database_deps: list[pulumi.Resource] = [*self._apis(apis, "firestore")]
+    def _service_account(
+        self, role: str, account_id: str, description: str
+    ) -> gcp.serviceaccount.Account:
+        return gcp.serviceaccount.Account(
+            f"{self._name}-{role}-sa",
+            project=self._args.project,
+            account_id=account_id,
+            display_name=self.names.account_titles[role],
+            description=description,
+            opts=self._child(*self._apis("iam")),
+        )
+
+    def _grants(self, identities: _Identities, data: _Data) -> list[pulumi.Resource]:
+        """Least privilege: each account's project roles, Firestore on this database only."""
+        condition = self._database_condition(data.database_id)
+        grants = [
+            self._project_role("function-datastore", identities.function, DATASTORE, condition),
+            self._project_role("workflow-datastore", identities.workflow, DATASTORE, condition),
+            self._project_role("workflow-logwriter", identities.workflow, LOG_WRITER),
+        ]
+        grants += [
+            self._project_role(suffix, identities.build, role)
+            for suffix, role in BUILD_PROJECT_ROLES.items()
+        ]
+        grants.append(
+            self._project_role(
+                "build-staged-source",
+                identities.build,
+                "roles/storage.objectViewer",
+                gcp.projects.IAMMemberConditionArgs(
+                    title="function-source-buckets-only",
+                    description="Source copies Cloud Functions stages for the build",
+                    expression=STAGED_SOURCE_CONDITION,
+                ),
+            )
+        )
+        return grants
+
+    # --- data ----------------------------------------------------------
+    def _data(self) -> _Data:
+        args = self._args
+        ready: list[pulumi.Resource] = [*self._apis("firestore")]
         owns_database = not args.existing_firestore_database
-        if not owns_database:
-            database_id = args.existing_firestore_database
-        else:
+        database_id: pulumi.Input[str]
+        if owns_database:
             database = gcp.firestore.Database(
-                f"{name}-database",
-                project=project,
-                name=names.database,
+                f"{self._name}-database",
+                project=args.project,
+                name=self.names.database,
                 location_id=args.firestore_location_or_region,
                 type="FIRESTORE_NATIVE",
                 deletion_policy=args.firestore_deletion_policy,
@@ -148,41 +245,14 @@ class CallbackBridge(pulumi.ComponentResource):
                 # new one; the default create-first order fails with
                 # ALREADY_EXISTS. With ABANDON the old one stays and the
                 # create fails all the same: see docs/deploy.md.
-                opts=self._child(*database_deps).merge(
-                    pulumi.ResourceOptions(delete_before_replace=True)
-                ),
+                opts=self._child(*ready).merge(pulumi.ResourceOptions(delete_before_replace=True)),
             )
             database_id = database.name
-            database_deps.append(database)
-
+            ready.append(database)
+        else:
+            database_id = args.existing_firestore_database
         if owns_database or args.manage_ttl_on_existing_database:
-            # Firestore deletes a callback document once expireAt has passed.
-            # The empty index_config exempts the field from indexing: nothing
-            # queries it, and indexing a timestamp that only grows hotspots
-            # writes. The policy is a setting of the database's collection
-            # group, so it is created only on a database this stack owns
-            # unless asked: on a shared one, destroying this stack would
-            # remove it for every other user.
-            gcp.firestore.Field(
-                f"{name}-ttl",
-                project=project,
-                database=database_id,
-                collection=args.callbacks_collection,
-                field=TTL_FIELD,
-                ttl_config={},
-                index_config={},
-                opts=self._child(*database_deps).merge(
-                    pulumi.ResourceOptions(
-                        # One policy per database and field path: the new one
-                        # must not be created before the old one is removed,
-                        # or removing the old one would remove the new one.
-                        delete_before_replace=True,
-                        # An abandoned database keeps its data; the data keeps its TTL.
-                        retain_on_delete=owns_database
-                        and args.firestore_deletion_policy == "ABANDON",
-                    )
-                ),
-            )
+            self._ttl_policy(database_id, ready, retain=owns_database)
         else:
             pulumi.log.warn(
                 f"Firestore database {args.existing_firestore_database!r} is not managed by "
@@ -191,94 +261,95 @@ class CallbackBridge(pulumi.ComponentResource):
                 "once (docs/deploy.md) or set manageTtlOnExistingDatabase.",
                 resource=self,
             )
+        return _Data(database_id, ready)
 
-        # --- IAM: least privilege ---------------------------------------
-        iam_deps = self._apis(apis, "cloudresourcemanager", "iam")
-        data_condition = self._database_condition(database_id)
-        function_data = self._project_role(
-            "function-datastore", function_sa, "roles/datastore.user", iam_deps, data_condition
-        )
-        workflow_data = self._project_role(
-            "workflow-datastore", workflow_sa, "roles/datastore.user", iam_deps, data_condition
-        )
-        workflow_logs = self._project_role(
-            "workflow-logwriter", workflow_sa, "roles/logging.logWriter", iam_deps
-        )
-        build_roles = [
-            self._project_role(suffix, build_sa, role, iam_deps)
-            for suffix, role in BUILD_PROJECT_ROLES.items()
-        ]
-        build_roles.append(
-            self._project_role(
-                "build-staged-source",
-                build_sa,
-                "roles/storage.objectViewer",
-                iam_deps,
-                gcp.projects.IAMMemberConditionArgs(
-                    title="function-source-buckets-only",
-                    description="Source copies Cloud Functions stages for the build",
-                    expression=STAGED_SOURCE_CONDITION,
-                ),
-            )
-        )
+    def _ttl_policy(
+        self, database_id: pulumi.Input[str], ready: list[pulumi.Resource], retain: bool
+    ) -> None:
+        """Firestore deletes a callback document once expireAt has passed.
 
-        # --- function source --------------------------------------------
-        bucket = gcp.storage.Bucket(
-            f"{name}-source",
-            project=project,
-            name=names.bucket,
-            location=region.upper(),
-            uniform_bucket_level_access=True,
-            public_access_prevention="enforced",
-            force_destroy=args.source_bucket_force_destroy,
-            labels=labels,
-            # A fixed, globally unique name: a replacement (a new region)
-            # must delete the old bucket first, or the create fails.
-            opts=self._child(*self._apis(apis, "storage")).merge(
-                pulumi.ResourceOptions(delete_before_replace=True)
+        The empty index_config exempts the field from indexing: nothing
+        queries it, and indexing a timestamp that only grows hotspots writes.
+        The policy is a setting of the database's collection group, so it is
+        created only on a database this stack owns unless asked: on a shared
+        one, destroying this stack would remove it for every other user.
+        """
+        gcp.firestore.Field(
+            f"{self._name}-ttl",
+            project=self._args.project,
+            database=database_id,
+            collection=self._args.callbacks_collection,
+            field=TTL_FIELD,
+            ttl_config={},
+            index_config={},
+            opts=self._child(*ready).merge(
+                pulumi.ResourceOptions(
+                    # One policy per database and field path: the new one
+                    # must not be created before the old one is removed, or
+                    # removing the old one would remove the new one.
+                    delete_before_replace=True,
+                    # An abandoned database keeps its data; the data keeps its TTL.
+                    retain_on_delete=retain and self._args.firestore_deletion_policy == "ABANDON",
+                )
             ),
         )
-        build_roles.append(
-            gcp.storage.BucketIAMMember(
-                f"{name}-build-source-reader",
-                bucket=bucket.name,
-                role="roles/storage.objectViewer",
-                member=build_sa.member,
-                opts=self._child(*self._apis(apis, "storage")),
-            )
+
+    # --- the receiver function -----------------------------------------
+    def _function_source(self, archive: SourceArchive, identities: _Identities) -> _Source:
+        storage = self._apis("storage")
+        bucket = gcp.storage.Bucket(
+            f"{self._name}-source",
+            project=self._args.project,
+            name=self.names.bucket,
+            location=self._args.region.upper(),
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            force_destroy=self._args.source_bucket_force_destroy,
+            labels=self._labels,
+            # A fixed, globally unique name: a replacement (a new region)
+            # must delete the old bucket first, or the create fails.
+            opts=self._child(*storage).merge(pulumi.ResourceOptions(delete_before_replace=True)),
+        )
+        reader = gcp.storage.BucketIAMMember(
+            f"{self._name}-build-source-reader",
+            bucket=bucket.name,
+            role="roles/storage.objectViewer",
+            member=identities.build.member,
+            opts=self._child(*storage),
         )
         source_object = gcp.storage.BucketObject(
-            f"{name}-source-archive",
+            f"{self._name}-source-archive",
             bucket=bucket.name,
             name=archive.object_name,
             source=archive.archive,
             content_type="application/zip",
-            opts=self._child(*self._apis(apis, "storage")),
+            opts=self._child(*storage),
         )
+        return _Source(bucket, source_object, reader)
 
-        # depends_on waits for the IAM calls to return, not for the grants to
-        # take effect: the first gen2 build would then fail to read its source
-        # and the first execution to reach Firestore. Wait for propagation,
-        # again whenever a grant is replaced (the triggers).
-        grants = [*build_roles, function_data, workflow_data, workflow_logs]
-        iam_ready = self._iam_propagation(grants)
-
-        # --- the receiver function --------------------------------------
+    def _function(
+        self,
+        identities: _Identities,
+        data: _Data,
+        source: _Source,
+        iam_ready: list[pulumi.Resource],
+    ) -> gcp.cloudfunctionsv2.Function:
+        args = self._args
         function = gcp.cloudfunctionsv2.Function(
-            f"{name}-function",
-            project=project,
-            location=region,
-            name=names.function,
+            f"{self._name}-function",
+            project=args.project,
+            location=args.region,
+            name=self.names.function,
             description="Stores workflow callbacks in Firestore (workflow-callbacks).",
-            labels=labels,
+            labels=self._labels,
             build_config=gcp.cloudfunctionsv2.FunctionBuildConfigArgs(
                 runtime=args.function_runtime,
                 entry_point=ENTRY_POINT,
-                service_account=build_sa.name,
+                service_account=identities.build.name,
                 source=gcp.cloudfunctionsv2.FunctionBuildConfigSourceArgs(
                     storage_source=gcp.cloudfunctionsv2.FunctionBuildConfigSourceStorageSourceArgs(
-                        bucket=bucket.name,
-                        object=source_object.name,
+                        bucket=source.bucket.name,
+                        object=source.archive.name,
                     ),
                 ),
             ),
@@ -291,14 +362,14 @@ class CallbackBridge(pulumi.ComponentResource):
                 available_cpu=args.function_cpu,
                 ingress_settings="ALLOW_ALL",
                 all_traffic_on_latest_revision=True,
-                service_account_email=function_sa.email,
+                service_account_email=identities.function.email,
                 environment_variables={
-                    "CALLBACKS_DATABASE": database_id,
+                    "CALLBACKS_DATABASE": data.database_id,
                     "CALLBACKS_COLLECTION": args.callbacks_collection,
                     "CALLBACKS_ALLOW_UNREGISTERED": str(args.allow_unregistered_callbacks).lower(),
                     "CALLBACKS_MAX_BODY_BYTES": str(args.max_body_bytes),
                     "CALLBACKS_TTL_SECONDS": str(args.wait.ttl_seconds),
-                    "GOOGLE_CLOUD_PROJECT": project,
+                    "GOOGLE_CLOUD_PROJECT": args.project,
                     # functions-framework's gunicorn threads: one per
                     # concurrent request, as Google recommends for Python.
                     "THREADS": str(args.function_concurrency),
@@ -308,87 +379,87 @@ class CallbackBridge(pulumi.ComponentResource):
                 },
             ),
             opts=self._child(
-                *self._apis(
-                    apis, "cloudfunctions", "run", "cloudbuild", "artifactregistry", "logging"
-                ),
+                *self._apis("cloudfunctions", "run", "cloudbuild", "artifactregistry", "logging"),
                 *iam_ready,
-                source_object,
-                *database_deps,
+                source.archive,
+                *data.ready,
             ),
         )
-
         if args.allow_unauthenticated:
             # Gen2 functions are Cloud Run services: invocation is run.invoker
             # on the service, not cloudfunctions.invoker on the function.
             gcp.cloudrunv2.ServiceIamMember(
-                f"{name}-public-invoker",
-                project=project,
-                location=region,
+                f"{self._name}-public-invoker",
+                project=args.project,
+                location=args.region,
                 name=function.service_config.apply(lambda config: config.service if config else ""),
                 role="roles/run.invoker",
                 member="allUsers",
-                opts=self._child(*self._apis(apis, "run"), function),
+                opts=self._child(*self._apis("run"), function),
             )
+        return function
 
-        # --- the workflow -----------------------------------------------
-        env_vars = pulumi.Output.all(function.url, database_id).apply(
+    # --- the workflow --------------------------------------------------
+    def _workflow(
+        self,
+        identities: _Identities,
+        data: _Data,
+        function: gcp.cloudfunctionsv2.Function,
+        iam_ready: list[pulumi.Resource],
+        workflow_source: str,
+    ) -> gcp.workflows.Workflow:
+        args = self._args
+        env_vars = pulumi.Output.all(function.url, data.database_id).apply(
             lambda values: workflow_env_vars(
                 values[0], values[1], args.callbacks_collection, args.wait
             )
         )
-        workflow = gcp.workflows.Workflow(
-            f"{name}-workflow",
-            project=project,
-            region=region,
-            name=names.workflow,
+        return gcp.workflows.Workflow(
+            f"{self._name}-workflow",
+            project=args.project,
+            region=args.region,
+            name=self.names.workflow,
             description="Workflow with callback subworkflows (workflow-callbacks).",
-            labels=labels,
-            service_account=workflow_sa.name,
+            labels=self._labels,
+            service_account=identities.workflow.name,
             source_contents=workflow_source,
             user_env_vars=env_vars,
             call_log_level=args.call_log_level,
             deletion_protection=args.workflow_deletion_protection,
             opts=self._child(
-                *self._apis(apis, "workflows", "workflowexecutions"),
-                *iam_ready,
-                *database_deps,
+                *self._apis("workflows", "workflowexecutions"), *iam_ready, *data.ready
             ),
         )
 
-        # --- outputs ----------------------------------------------------
+    # --- outputs -------------------------------------------------------
+    def _set_outputs(
+        self,
+        identities: _Identities,
+        data: _Data,
+        source: _Source,
+        function: gcp.cloudfunctionsv2.Function,
+        workflow: gcp.workflows.Workflow,
+    ) -> None:
+        project, region = self._args.project, self._args.region
         self.function_url = function.url
         self.callback_url_template = function.url.apply(
             lambda url: f"{url}?runID={{runID}}&step={{step}}&token={{token}}"
         )
         self.workflow_name = workflow.name
         self.workflow_id = workflow.id
-        self.firestore_database = pulumi.Output.from_input(database_id)
-        self.callbacks_collection = pulumi.Output.from_input(args.callbacks_collection)
-        self.function_service_account = function_sa.email
-        self.workflow_service_account = workflow_sa.email
-        self.build_service_account = build_sa.email
-        self.source_object = source_object.name
+        self.firestore_database = pulumi.Output.from_input(data.database_id)
+        self.callbacks_collection = pulumi.Output.from_input(self._args.callbacks_collection)
+        self.function_service_account = identities.function.email
+        self.workflow_service_account = identities.workflow.email
+        self.build_service_account = identities.build.email
+        self.source_object = source.archive.name
         self.gcloud_run_command = workflow.name.apply(
             lambda workflow_name: (
                 f"gcloud workflows run {workflow_name} "
                 f"--location={region} --project={project} --data='{{}}'"
             )
         )
-        self.register_outputs(
-            {
-                "functionUrl": self.function_url,
-                "callbackUrlTemplate": self.callback_url_template,
-                "workflowName": self.workflow_name,
-                "workflowId": self.workflow_id,
-                "firestoreDatabase": self.firestore_database,
-                "callbacksCollection": self.callbacks_collection,
-                "functionServiceAccount": self.function_service_account,
-                "workflowServiceAccount": self.workflow_service_account,
-                "buildServiceAccount": self.build_service_account,
-                "sourceObject": self.source_object,
-                "gcloudRunCommand": self.gcloud_run_command,
-            }
-        )
+        self.register_outputs(self.outputs())
 
     # --- helpers -------------------------------------------------------
     def _child(self, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
@@ -410,23 +481,6 @@ class CallbackBridge(pulumi.ComponentResource):
             for api in APIS
         }
 
-    def _service_account(
-        self,
-        role: str,
-        account_id: str,
-        description: str,
-        apis: dict[str, pulumi.Resource],
-    ) -> gcp.serviceaccount.Account:
-        """One identity per job, so each gets only the roles that job needs."""
-        return gcp.serviceaccount.Account(
-            f"{self._name}-{role}-sa",
-            project=self._args.project,
-            account_id=account_id,
-            display_name=self.names.account_titles[role],
-            description=description,
-            opts=self._child(*self._apis(apis, "iam")),
-        )
-
     def _iam_propagation(self, grants: list[pulumi.Resource]) -> list[pulumi.Resource]:
         """What to depend on for ``grants`` to be in effect: a wait after them, or them."""
         seconds = self._args.iam_propagation_seconds
@@ -441,9 +495,9 @@ class CallbackBridge(pulumi.ComponentResource):
             )
         ]
 
-    @staticmethod
-    def _apis(apis: dict[str, pulumi.Resource], *names: str) -> list[pulumi.Resource]:
-        return [apis[api] for api in names if api in apis]
+    def _apis(self, *names: str) -> list[pulumi.Resource]:
+        """The enabled services among ``names`` (none when enable_apis is off)."""
+        return [self._services[api] for api in names if api in self._services]
 
     def _database_condition(
         self, database_id: pulumi.Input[str]
@@ -464,7 +518,6 @@ class CallbackBridge(pulumi.ComponentResource):
         suffix: str,
         account: gcp.serviceaccount.Account,
         role: str,
-        depends_on: Sequence[pulumi.Resource],
         condition: gcp.projects.IAMMemberConditionArgs | None = None,
     ) -> gcp.projects.IAMMember:
         return gcp.projects.IAMMember(
@@ -473,5 +526,5 @@ class CallbackBridge(pulumi.ComponentResource):
             role=role,
             member=account.member,
             condition=condition,
-            opts=self._child(*depends_on, account),
+            opts=self._child(*self._apis("cloudresourcemanager", "iam"), account),
         )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.component import TYPE_TOKEN
+from infra.component import TYPE_TOKEN, CallbackBridge
 from infra.settings import SettingsError
 from infra.workflow_env import WaitSettings, workflow_env_vars
 
@@ -404,6 +404,10 @@ def test_the_workflow_file_is_read_once_per_run(deploy, tmp_path, monkeypatch) -
 
 def test_outputs(deploy) -> None:
     outputs = deploy().outputs
+
+    # Exactly the component's outputs, named once (CallbackBridge.OUTPUTS).
+    assert set(outputs) == set(CallbackBridge.OUTPUTS)
+    assert set(CallbackBridge.OUTPUTS.values()) <= set(CallbackBridge.__annotations__)
 
     assert outputs["functionUrl"] == FUNCTION_URL
     assert outputs["callbackUrlTemplate"] == (
