@@ -9,19 +9,23 @@ PYTEST_ARGS ?=
 # make demo WAIT=1: wait for you to call the printed URL instead of
 # sending the callback automatically.
 WAIT ?=
-# make run WORKFLOW=path/to/your.yaml: your own workflow on the local stack.
+# make run WORKFLOW=path/to/your.yaml: your own workflow on the local stack;
+# it waits for you to call each printed URL, unless AUTO=1.
 WORKFLOW ?= workflow/example.yaml
+AUTO ?=
 
 .PHONY: install test lint format demo run bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt function/requirements.txt
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
+	@echo "Installing the Python packages into $(VENV) (first run: about a minute)..."
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --progress-bar off -r requirements-dev.txt
 	touch $@
 
 $(EMULATOR_DIR)/node_modules/.installed: $(EMULATOR_DIR)/package.json $(EMULATOR_DIR)/package-lock.json
+	@echo "Installing the Firestore emulator (npm) into $(EMULATOR_DIR)/node_modules..."
 	cd $(EMULATOR_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -42,7 +46,7 @@ demo: install
 	$(PY) -m local demo $(if $(WAIT),--wait-for-human,)
 
 run: install
-	$(PY) -m local run $(WORKFLOW) $(if $(WAIT),--wait-for-human,)
+	$(PY) -m local run $(WORKFLOW) $(if $(AUTO),--auto-callback,)
 
 bench: install
 	$(PY) -m bench

@@ -1,13 +1,15 @@
 """python -m local demo|run: a workflow and its callbacks on the local stack.
 
     python -m local demo [--wait-for-human]
-    python -m local run path/to/workflow.yaml [--wait-for-human] [--args JSON]
+    python -m local run path/to/workflow.yaml [--auto-callback] [--args JSON]
 
 Starts the Firestore emulator and the receiver, runs the workflow (with
 workflow/callbacks.yaml appended, as in deployment),
 prints each callback URL the moment getCallbackURL returns it, and the result.
-Without --wait-for-human it calls each URL itself after a short delay (a POST
-with a JSON body), so the run completes on its own.
+The demo calls each URL itself after a short delay (a POST with a JSON body),
+so it completes on its own, unless --wait-for-human. Your own workflow waits
+for you to call it, unless --auto-callback: a made-up answer is only what a
+demo wants.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     if options.command == "demo":
         workflow, argument = EXAMPLE, DEMO_ARGUMENT
+        options.auto_callback = not options.wait_for_human
     else:
         workflow, argument = Path(options.workflow), options.args
         if not workflow.is_file():
@@ -69,10 +72,13 @@ def main(argv: list[str] | None = None) -> int:
 def _run(workflow: Path, argument: Any, options: argparse.Namespace) -> int:
     timers: list[threading.Timer] = []
 
+    printed_urls: list[str] = []
+
     def on_url(url: str) -> None:
         print(f"Callback URL: {url}", flush=True)
-        if options.wait_for_human:
-            body = json.dumps(options.callback_body)
+        printed_urls.append(url)
+        if not options.auto_callback:
+            body = json.dumps(options.callback_body, ensure_ascii=False)
             print("Waiting for you. Call it, for example:", flush=True)
             print(
                 "  curl -X POST -H 'Content-Type: application/json' "
@@ -86,7 +92,10 @@ def _run(workflow: Path, argument: Any, options: argparse.Namespace) -> int:
         timer.start()
 
     def on_log(severity: str, payload: Any) -> None:
-        text = payload if isinstance(payload, str) else json.dumps(payload)
+        text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+        # The URL has its own line already; once is enough to copy it from.
+        for url in printed_urls:
+            text = text.replace(url, "(the callback URL above)")
         print(f"[workflow {severity}] {text}", flush=True)
 
     print(f"Starting the local stack for {workflow} ...", flush=True)
@@ -98,10 +107,11 @@ def _run(workflow: Path, argument: Any, options: argparse.Namespace) -> int:
             for timer in timers:
                 timer.cancel()
     if not result.succeeded:
-        print(f"Workflow failed: {json.dumps(result.error, indent=2)}", file=sys.stderr)
+        error = json.dumps(result.error, indent=2, ensure_ascii=False)
+        print(f"Workflow failed: {error}", file=sys.stderr)
         return 1
     print("Workflow result:")
-    print(json.dumps(result.result, indent=2))
+    print(json.dumps(result.result, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -131,12 +141,17 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run your own workflow file")
     run.add_argument("workflow", help="workflow YAML with a main (subworkflows are appended)")
     run.add_argument("--args", type=_json, default=None, help="the execution argument, as JSON")
+    run.add_argument(
+        "--auto-callback",
+        action="store_true",
+        help="send each callback yourself after --delay seconds instead of waiting for me",
+    )
+    demo.add_argument(
+        "--wait-for-human",
+        action="store_true",
+        help="do not send the callback: print a curl line and wait for you",
+    )
     for command in (demo, run):
-        command.add_argument(
-            "--wait-for-human",
-            action="store_true",
-            help="do not send the callback: print a curl line and wait for you",
-        )
         command.add_argument(
             "--delay", type=float, default=1.0, help="seconds before the automatic callback"
         )

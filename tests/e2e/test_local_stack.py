@@ -78,9 +78,7 @@ def cli(repo_root) -> Iterator:
 
 
 def test_run_waits_for_a_human_who_posts_to_the_printed_url(cli, firestore_emulator_host):
-    run = cli(
-        "run", "workflow/example.yaml", "--wait-for-human", "--args", '{"subject": "E2E change"}'
-    )
+    run = cli("run", "workflow/example.yaml", "--args", '{"subject": "E2E change"}')
     url = run.wait_for("Callback URL:")
     run.wait_for("  curl ")
 
@@ -94,7 +92,7 @@ def test_run_waits_for_a_human_who_posts_to_the_printed_url(cli, firestore_emula
 
 
 def test_a_human_can_approve_with_a_get_and_a_value(cli, firestore_emulator_host):
-    run = cli("run", "workflow/example.yaml", "--wait-for-human")
+    run = cli("run", "workflow/example.yaml")
     url = run.wait_for("Callback URL:")
 
     assert requests.get(url + "&value=approve", timeout=10).status_code == 200
@@ -114,6 +112,21 @@ def test_the_demo_completes_on_its_own_on_a_fresh_stack(cli):
     result = demo.result()
     assert result["decision"] == "approved"
     assert result["callback"]["body"] == {"approved": True, "by": "demo"}
+
+
+def test_run_sends_the_callback_itself_only_when_asked(cli, firestore_emulator_host):
+    body = '{"approved": true, "by": "Zo\u00eb \u2713"}'
+    run = cli("run", "workflow/example.yaml", "--auto-callback", "--delay", "0.2",
+              "--callback-body", body)  # fmt: skip
+
+    url = run.wait_for("Callback URL:")
+    result = run.result()
+    assert result["decision"] == "approved"
+    # Text as text, not \u escapes; and the URL once, on its own line.
+    output = "\n".join(run.output)
+    assert '"by": "Zo\u00eb \u2713"' in output
+    assert output.count(url) == 1
+    assert "(the callback URL above)" in output
 
 
 def test_a_failing_workflow_exits_non_zero_with_the_error(cli, firestore_emulator_host, tmp_path):
@@ -178,7 +191,7 @@ def alive(pid: int) -> bool:
 
 def test_ctrl_c_stops_everything_the_stack_started(cli):
     env = {key: value for key, value in os.environ.items() if key != "FIRESTORE_EMULATOR_HOST"}
-    run = cli("run", "workflow/example.yaml", "--wait-for-human", env=env)
+    run = cli("run", "workflow/example.yaml", env=env)
     receiver_url = run.wait_for("Receiver on")
     run.wait_for("Callback URL:")
     started = children_of(run.process.pid)
