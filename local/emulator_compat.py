@@ -22,6 +22,85 @@ duration of a run:
   not JSON) raises the workflow error without leaving the emulator's global
   assign lock held: the emulator acquires it and releases it only on
   success, so the next ``assign`` anywhere in the process would hang.
+
+Every emulator internal patched for a local run follows: here (1-8) and in
+local/workflow_runner.py's ``_patched_emulator`` (9-16), with the gap each one
+closes and the canary for it in tests/local/test_emulator_gaps.py. A canary runs
+the unpatched emulator and fails once upstream behaves as Workflows does, naming
+the patch to delete (a patch closing two gaps goes when both canaries fail). In
+the names, ``emulator`` is workflows_emulator.main, ``render`` is
+workflows_emulator.render, ``library`` is ``render.STANDARD_LIBRARY``, and
+``map_utils`` and ``sys_utils`` are modules of workflows_emulator.lib.
+
+Patched here, by ``real_workflows_semantics()``:
+
+1. ``render.render_str``: (a) a whole-value expression whose result is not
+   exactly a dict or a list is printed and re-parsed as YAML, so null and a
+   null inside a map become "None" and a double such as 1e20 becomes the
+   string "1e+20"; (b) the lazy regex ends an expression at its first "}", so
+   a map literal or a ``{m,n}`` quantifier fails. Canaries:
+   test_whole_value_expression_loses_its_type (a),
+   test_expression_ends_at_its_first_brace (b).
+2. ``map_utils.get``: raises for a key path with a missing key and for a
+   null map (KeyError or AttributeError; in a workflow, where maps are
+   attribute dicts, a SyntaxError), where Workflows returns null.
+   Canary: test_map_get_fails_where_it_should_return_null.
+3. ``emulator.StepAssign.execute``: acquires the global ``emulator.LOCK`` and
+   releases it only if every assignment succeeds; after a failing assign the
+   next one blocks forever. Canary:
+   test_failing_assign_leaves_the_assign_lock_held.
+4. ``library["get_type"]``: (a) fails (ValueError) on a map, as the emulator
+   holds maps as attribute dicts; (b) calls a double "float", not "double".
+   Canaries: test_get_type_fails_on_a_map (a),
+   test_get_type_names_a_double_float (b).
+5. ``library["default"]``: ``value or fallback`` replaces 0, 0.0, "", false
+   and empty lists and maps too. Canary: test_default_replaces_falsy_values.
+6. ``library["null"]``, 7. ``library["true"]``, 8. ``library["false"]``: the
+   Workflows literals are undefined names (a SyntaxError). Canaries:
+   test_workflows_literal_is_undefined[null], [true] and [false].
+
+Patched by the runner (``_patched_emulator``) for one run; 9-14 are hooks, not
+gaps, and 15-16 are hooks that also close gaps:
+
+9. ``emulator.StepCall.execute_connector``: hook: the Firestore connector is
+   answered by the local emulator through FirestoreRestBridge (counted, with
+   faults injectable) instead of the real Google API. No canary.
+10. ``emulator.StepCall.execute``: hook: runs the original, then surfaces the
+    URL a getCallbackURL call returned. No canary.
+11. ``emulator.get_step``: hook: counts every step run (execute_steps_list
+    looks each one up there). No canary.
+12. ``emulator.sleep`` (the time.sleep of ``retry`` backoff): hook: the
+    run's clock sleeps. No canary.
+13. ``sys_utils.now``: hook: the run's clock. No canary.
+14. ``sys_utils.sleep``: hook: the run's clock sleeps (a negative length
+    still raises ValueError, as time.sleep does upstream). No canary.
+15. ``sys_utils.sleep_until``: hook: waits on the run's clock. Gaps it also
+    closes: (a) upstream parses only "%Y-%m-%dT%H:%M:%S.%fZ", refusing ISO
+    8601 without fractional seconds (Workflows' own example
+    "2024-05-08T13:22:58Z") or with an offset; (b) a time in the past raises
+    ValueError (time.sleep of a negative length), an error Workflows does not
+    document; (c) the Z time is read as local time, so the wait is off by the
+    UTC offset. Canaries: test_sleep_until_refuses_a_time_without_fractional_seconds
+    (a), test_sleep_until_fails_for_a_time_in_the_past (b),
+    test_sleep_until_reads_a_utc_time_as_local_time (c).
+16. ``sys_utils.log``: hook: the entry goes to the run (``RunResult.logs``,
+    ``on_log``) instead of Python logging. Gap it also closes: upstream's
+    default severity is INFO, Workflows' is DEFAULT. Canary:
+    test_sys_log_defaults_to_info_severity. (The hook is laxer than Workflows
+    in one respect: it logs the first of text/json/data given, or null if
+    none is, where Workflows raises TypeError for more than one or none.)
+
+The pure hooks (9-14) have no canary: they are what the local stack adds (a
+local Firestore, a virtual clock, counters, surfaced URLs), not upstream
+errors, so no upstream release can make them redundant. The hooks of 15 and 16
+stay even when their canaries fail; only the gaps leave their entries.
+
+Known and not patched, because workflow/callbacks.yaml behaves the same
+either way: ``StepRetry`` reads ``backoff.delay`` (Workflows:
+``initial_delay``; both are 1 in callbacks.yaml) and stops retrying once the
+delay reaches ``max_delay`` (Workflows caps the delay and goes on; 1, 2, 4,
+8, 16 never reach callbacks.yaml's 30). A retry policy that relies on either
+difference runs differently here than on Workflows.
 """
 
 from __future__ import annotations
