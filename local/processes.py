@@ -2,45 +2,35 @@
 
 Each server (the Firestore emulator, functions-framework with its gunicorn
 workers) runs in a session of its own, so a Ctrl-C in the terminal reaches
-only us and we stop the whole group in order instead of racing it.
+only us and we stop the whole group in order instead of racing it. Each also
+exits when its stdin pipe closes, i.e. when we die without stopping it
+(local/watchdog.py, and server.js --exit-on-stdin-close for the emulator).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
-import sys
-
-# prctl(2) option: the signal a child gets when its parent dies.
-PR_SET_PDEATHSIG = 1
 
 
 def stop_process_group(process: subprocess.Popen[bytes], grace_seconds: float) -> None:
-    """SIGTERM the process's group, then SIGKILL it if it outlives the grace period."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=grace_seconds)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    """SIGTERM the process's group, then SIGKILL what is left of it.
 
-
-def die_with_parent() -> None:
-    """Ask Linux to SIGTERM this child when the process that started it dies.
-
-    Used as ``preexec_fn``: when a test run or the local stack is killed
-    outright (SIGKILL, a CI timeout), neither ``atexit`` nor a ``finally``
-    runs, and a server left behind would keep its port. Elsewhere than Linux
-    this does nothing; ``stop_process_group`` remains the normal way out.
+    The group is signalled even if its leader has already exited: members
+    it left behind (gunicorn workers of a crashed arbiter) would otherwise
+    live on. SIGKILL follows once the leader has exited, or after the grace
+    period; a leader that stops cleanly (gunicorn's arbiter, the emulator)
+    has stopped its group by then, so the SIGKILL only meets leftovers.
     """
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    _signal_group(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace_seconds)
+    _signal_group(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _signal_group(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signum)
