@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
+from local.environment import environment
 from local.processes import stop_process_group
 
 EMULATOR_DIR = Path(__file__).resolve().parent / "firestore-emulator"
@@ -145,7 +146,7 @@ class FirestoreEmulator:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import firestore
 
-        with _emulator_env(self.host):
+        with environment({ENV_HOST: self.host}):
             client = firestore.Client(project=_PROBE_PROJECT, credentials=AnonymousCredentials())
         probe = client.collection("probe").document("probe")
         deadline = time.monotonic() + timeout
@@ -162,20 +163,6 @@ class FirestoreEmulator:
                     time.sleep(0.1)
         finally:
             client.close()
-
-
-@contextlib.contextmanager
-def _emulator_env(host: str) -> Iterator[None]:
-    """FIRESTORE_EMULATOR_HOST set while a client is created (it reads it then)."""
-    previous = os.environ.get(ENV_HOST)
-    os.environ[ENV_HOST] = host
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[ENV_HOST]
-        else:
-            os.environ[ENV_HOST] = previous
 
 
 @contextlib.contextmanager
