@@ -142,30 +142,32 @@ def test_a_failing_workflow_exits_non_zero_with_the_error(cli, firestore_emulato
     assert "ValueError" in output
 
 
-def test_a_workflow_defining_the_subworkflows_is_refused_before_the_stack_starts(cli, tmp_path):
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        (
+            "main:\n  steps:\n    - done:\n        return: 1\n"
+            "getCallbackURL:\n  steps:\n    - done:\n        return: mine\n",
+            "defines getCallbackURL itself",
+        ),
+        # workflows-emulator would run this and fail only at the call, as a SyntaxError.
+        (
+            "main:\n  steps:\n    - url:\n        call: getCallbackUrl\n"
+            "        args: {step: a}\n        result: url\n    - done:\n        return: ${url}\n",
+            "step 'url': calls 'getCallbackUrl', which is not a subworkflow",
+        ),
+    ],
+    ids=["defines-a-subworkflow", "breaks-a-deploy-time-rule"],
+)
+def test_a_workflow_the_deployment_refuses_is_refused_before_the_stack_starts(
+    cli, tmp_path, source, problem
+):
     workflow = tmp_path / "own.yaml"
-    workflow.write_text(
-        "main:\n  steps:\n    - done:\n        return: 1\n"
-        "getCallbackURL:\n  steps:\n    - done:\n        return: mine\n"
-    )
+    workflow.write_text(source)
     code, output = cli("run", str(workflow)).finish()
 
     assert code == 2
-    assert "defines getCallbackURL itself" in output
-    assert "Starting the local stack" not in output
-
-
-def test_a_workflow_breaking_a_deploy_time_rule_is_refused_before_the_stack_starts(cli, tmp_path):
-    # workflows-emulator would run this and fail only at the call, as a SyntaxError.
-    workflow = tmp_path / "typo.yaml"
-    workflow.write_text(
-        "main:\n  steps:\n    - url:\n        call: getCallbackUrl\n"
-        "        args: {step: a}\n        result: url\n    - done:\n        return: ${url}\n"
-    )
-    code, output = cli("run", str(workflow)).finish()
-
-    assert code == 2
-    assert "step 'url': calls 'getCallbackUrl', which is not a subworkflow" in output
+    assert problem in output
     assert "Starting the local stack" not in output
 
 
