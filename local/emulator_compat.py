@@ -90,7 +90,11 @@ gaps, and 15-16 are hooks that also close gaps:
     in one respect: it logs the first of text/json/data given, or null if
     none is, where Workflows raises TypeError for more than one or none.)
 
-The pure hooks (9-14) have no canary: they are what the local stack adds (a
+17. ``render.STANDARD_LIBRARY["events"]``: hook: upstream has no ``events``
+    module; ``events.create_callback_endpoint`` and ``events.await_callback``
+    are served by local/callback_api.py (push delivery). No canary.
+
+The pure hooks (9-14, 17) have no canary: they are what the local stack adds (a
 local Firestore, a virtual clock, counters, surfaced URLs), not upstream
 errors, so no upstream release can make them redundant. The hooks of 15 and 16
 stay even when their canaries fail; only the gaps leave their entries.

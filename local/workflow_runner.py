@@ -12,6 +12,10 @@ What the runner adds to workflows-emulator, each patch scoped to one run:
 - the workflow environment is built by ``infra.workflow_env.workflow_env_vars``,
   exactly as the Pulumi program builds the deployed workflow's, plus
   GOOGLE_CLOUD_PROJECT_ID and a fresh GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID;
+- ``events.create_callback_endpoint`` / ``events.await_callback`` (push
+  delivery) are served by ``RunSettings.callbacks``, a loopback stand-in for
+  Workflows' callback endpoints (local/callback_api.py); without one, the
+  run polls;
 - ``sys.now`` / ``sys.sleep`` (and the sleeps of ``retry`` steps) use a
   ``clock``, so a benchmark can run hours of polling in virtual time;
 - executed steps and connector calls are counted, ``sys.log`` output and the
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import threading
 import time
 import uuid
@@ -35,10 +40,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import yaml
 from workflows_emulator import main as emulator
+from workflows_emulator import render
 from workflows_emulator.lib import sys_utils
 from workflows_emulator.utils import WorkflowError
 
@@ -56,7 +63,13 @@ from infra.workflow_env import (
     WaitSettings,
     workflow_env_vars,
 )
-from local.emulator_compat import patched_attribute, plain, real_workflows_semantics
+from local.callback_api import CallbackApi
+from local.emulator_compat import (
+    patched_attribute,
+    patched_item,
+    plain,
+    real_workflows_semantics,
+)
 from local.environment import environment
 from local.firestore_rest_bridge import FirestoreRestBridge
 
@@ -85,7 +98,12 @@ class RealClock:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """Where the workflow's Firestore and receiver are, and how it waits."""
+    """Where the workflow's Firestore, receiver and callback endpoints are, and how it waits.
+
+    ``callbacks`` serves ``events.create_callback_endpoint`` and
+    ``events.await_callback``; without it there is nothing to push to, and the
+    run polls whatever ``wait.delivery`` says.
+    """
 
     firestore_host: str
     base_url: str
@@ -93,6 +111,7 @@ class RunSettings:
     database: str = DEFAULT_DATABASE
     collection: str = DEFAULT_COLLECTION
     wait: WaitSettings = field(default_factory=WaitSettings)
+    callbacks: CallbackApi | None = None
 
 
 @dataclass
@@ -105,6 +124,9 @@ class RunResult:
     steps: int = 0
     steps_by_name: Counter[str] = field(default_factory=Counter)
     connector_calls: Counter[str] = field(default_factory=Counter)
+    # events.* calls: create_callback_endpoint, await_callback, and what each
+    # await ended with (forwarded: a callback arrived; slice_ended: timeout).
+    callback_events: Counter[str] = field(default_factory=Counter)
     logs: list[tuple[str, Any]] = field(default_factory=list)
     callback_urls: list[str] = field(default_factory=list)
 
@@ -160,17 +182,20 @@ def run_workflow(
         load_workflow(workflow) if isinstance(workflow, str | Path) else with_subworkflows(workflow)
     )
     run = RunResult(execution_id=execution_id or str(uuid.uuid4()))
+    wait = settings.wait
+    if settings.callbacks is None:
+        wait = dataclasses.replace(wait, delivery="poll")
     env = {
         **workflow_env_vars(
             base_url=settings.base_url,
             database=settings.database,
             collection=settings.collection,
-            wait=settings.wait,
+            wait=wait,
         ),
         ENV_PROJECT: settings.project,
         ENV_EXECUTION: run.execution_id,
     }
-    hooks = _Hooks(run, clock or RealClock(), on_log, on_callback_url)
+    hooks = _Hooks(run, clock or RealClock(), on_log, on_callback_url, settings.callbacks)
     with contextlib.ExitStack() as stack:
         if bridge is None:
             bridge = stack.enter_context(FirestoreRestBridge(settings.firestore_host))
@@ -189,6 +214,9 @@ def run_workflow(
             run.error = {"message": str(error), "tags": [type(error).__name__]}
         finally:
             run.connector_calls = bridge.calls - calls_before
+            if settings.callbacks is not None:
+                # The execution has ended: its callback endpoints answer 404.
+                settings.callbacks.end_execution(run.execution_id)
     return run
 
 
@@ -213,11 +241,13 @@ class _Hooks:
         clock: Clock,
         on_log: Callable[[str, Any], None] | None,
         on_callback_url: Callable[[str], None] | None,
+        callbacks: CallbackApi | None,
     ) -> None:
         self.run = run
         self.clock = clock
         self.on_log = on_log
         self.on_callback_url = on_callback_url
+        self.callbacks = callbacks
 
     def log(self, severity: str, payload: Any) -> None:
         self.run.logs.append((severity, payload))
@@ -278,6 +308,27 @@ def _patched_emulator(bridge: FirestoreRestBridge, hooks: _Hooks) -> Iterator[No
     def sleep_until(when: str) -> None:
         sleep(max(0.0, _parse_time(when) - hooks.clock.now()))
 
+    def create_callback_endpoint(http_callback_method: str = "POST") -> dict[str, Any]:
+        if hooks.callbacks is None:
+            raise NotImplementedError("events.create_callback_endpoint needs RunSettings.callbacks")
+        hooks.run.callback_events["create_callback_endpoint"] += 1
+        return hooks.callbacks.create_endpoint(hooks.run.execution_id, http_callback_method)
+
+    def await_callback(callback: Any, timeout: float = 43_200) -> dict[str, Any]:
+        if hooks.callbacks is None:
+            raise NotImplementedError("events.await_callback needs RunSettings.callbacks")
+        hooks.run.callback_events["await_callback"] += 1
+        try:
+            event = hooks.callbacks.await_callback(plain(callback), float(timeout), hooks.clock)
+        except TimeoutError:
+            hooks.run.callback_events["slice_ended"] += 1
+            raise
+        hooks.run.callback_events["forwarded"] += 1
+        return event
+
+    events = SimpleNamespace(
+        create_callback_endpoint=create_callback_endpoint, await_callback=await_callback
+    )
     patches = [
         (emulator.StepCall, "execute_connector", staticmethod(execute_connector)),
         (emulator.StepCall, "execute", execute_call),
@@ -291,6 +342,7 @@ def _patched_emulator(bridge: FirestoreRestBridge, hooks: _Hooks) -> Iterator[No
     with contextlib.ExitStack() as stack:
         for target, name, value in patches:
             stack.enter_context(patched_attribute(target, name, value))
+        stack.enter_context(patched_item(render.STANDARD_LIBRARY, "events", events))
         stack.enter_context(real_workflows_semantics())
         yield
 

@@ -35,6 +35,7 @@ class VirtualClock:
         self._order = itertools.count()
         self._lock = threading.Lock()
         self.sleeps = 0
+        self.waits = 0
         self.slept_seconds = 0.0
         # (virtual offset, length of the sleep it fell in) for every action run.
         self.fired: list[tuple[float, float]] = []
@@ -75,3 +76,25 @@ class VirtualClock:
             self.fired.append((item.due - self._start, seconds))
             item.action()
         self._now = target
+
+    def wait_until(self, ready: Callable[[], bool], seconds: float) -> bool:
+        """Wait up to ``seconds`` for ``ready()``: how events.await_callback waits.
+
+        Scheduled actions due in the window run at their own virtual time;
+        the wait ends at the first after which ``ready()`` is true (the clock
+        stays there: no delay), or at the end of the window.
+        """
+        if seconds < 0:
+            raise ValueError(f"cannot wait a negative time: {seconds}")
+        self.waits += 1
+        target = self._now + seconds
+        while not ready():
+            with self._lock:
+                if not self._queue or self._queue[0].due > target:
+                    self._now = target
+                    return ready()
+                item = heapq.heappop(self._queue)
+            self._now = max(self._now, item.due)
+            self.fired.append((item.due - self._start, seconds))
+            item.action()
+        return True
