@@ -12,6 +12,7 @@ import enum
 import functools
 import hmac
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,8 @@ from callback_request import Callback
 
 WAITING = "WAITING"
 RECEIVED = "RECEIVED"
+# Where getCallbackURL records the execution's native callback endpoint.
+FORWARD_URL_FIELD = "forwardUrl"
 
 # Firestore calls are bounded so that a database we cannot reach turns into a
 # 503 within seconds, instead of the client library's defaults (each call
@@ -222,6 +225,16 @@ def received_fields(callback: Callback, payload_json: str, now: datetime) -> dic
     }
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What ``record`` decided, and where to push the callback (push delivery)."""
+
+    outcome: Outcome
+    # The registration's native callback endpoint (getCallbackURL, push
+    # delivery); None for polling registrations and unregistered callbacks.
+    forward_url: str | None = None
+
+
 def record(
     client: firestore.Client,
     collection: str,
@@ -230,12 +243,12 @@ def record(
     now: datetime,
     allow_unregistered: bool,
     ttl: timedelta,
-) -> Outcome:
+) -> Recorded:
     """Decide and write in one transaction; raises on Firestore errors."""
     reference = client.collection(collection).document(callback.ids.document_id)
 
     @firestore.transactional
-    def decide_and_write(transaction: firestore.Transaction) -> Outcome:
+    def decide_and_write(transaction: firestore.Transaction) -> Recorded:
         snapshot = reference.get(transaction=transaction)
         stored = snapshot.to_dict() if snapshot.exists else None
         outcome = decide(stored, callback, allow_unregistered)
@@ -246,6 +259,9 @@ def record(
                 transaction.create(reference, fields)
             else:
                 transaction.update(reference, fields)
-        return outcome
+        forward_url = (stored or {}).get(FORWARD_URL_FIELD)
+        return Recorded(
+            outcome, forward_url if isinstance(forward_url, str) and forward_url else None
+        )
 
     return decide_and_write(client.transaction(max_attempts=TRANSACTION_ATTEMPTS))

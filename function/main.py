@@ -27,6 +27,7 @@ from google.cloud import firestore
 import callback_store
 import contract
 from callback_body import BodyError, DecodedTooLarge, UnsupportedEncoding, decode_content
+from callback_forward import GOOGLE_ORIGIN, Forwarder
 from callback_request import (
     BadRequest,
     BodyTooLarge,
@@ -59,6 +60,15 @@ class Settings:
     # Small enough that the payload built from it fits MAX_STORED_PAYLOAD_BYTES.
     max_body_bytes: int = contract.DEFAULT_MAX_BODY_BYTES
     ttl_seconds: int = contract.DEFAULT_TTL_SECONDS
+    # Push delivery: the region of the workflows whose callback endpoints the
+    # receiver may call, and (deployed) the project number, which endpoint
+    # URLs may carry instead of the project id.
+    region: str | None = None
+    project_number: str | None = None
+    # Local stack only: where the callback endpoints are and the fixed token
+    # they take (see callback_forward.Forwarder).
+    forward_origin: str = GOOGLE_ORIGIN
+    forward_local_token: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -69,6 +79,19 @@ class Settings:
             allow_unregistered=_flag(env, "CALLBACKS_ALLOW_UNREGISTERED", cls.allow_unregistered),
             max_body_bytes=_positive_int(env, "CALLBACKS_MAX_BODY_BYTES", cls.max_body_bytes),
             ttl_seconds=_positive_int(env, "CALLBACKS_TTL_SECONDS", cls.ttl_seconds),
+            region=env.get("CALLBACKS_REGION") or None,
+            project_number=env.get("CALLBACKS_PROJECT_NUMBER") or None,
+            forward_origin=env.get("CALLBACKS_FORWARD_ORIGIN") or cls.forward_origin,
+            forward_local_token=env.get("CALLBACKS_FORWARD_LOCAL_TOKEN") or None,
+        )
+
+    def forwarder(self) -> Forwarder:
+        return Forwarder(
+            self.project,
+            self.region,
+            origin=self.forward_origin,
+            local_token=self.forward_local_token,
+            project_number=self.project_number,
         )
 
 
@@ -99,18 +122,21 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
 _runtime_lock = threading.Lock()
 _settings: Settings | None = None
 _client: firestore.Client | None = None
+_forwarder: Forwarder | None = None
 
 
-def _runtime() -> tuple[Settings, firestore.Client]:
-    global _settings, _client
+def _runtime() -> tuple[Settings, firestore.Client, Forwarder]:
+    global _settings, _client, _forwarder
     with _runtime_lock:
         if _settings is None:
             _settings = Settings.from_env()
+        if _forwarder is None:
+            _forwarder = _settings.forwarder()
         if _client is None:
             _client = callback_store.BoundedClient(
                 project=_settings.project, database=_settings.database
             )
-        return _settings, _client
+        return _settings, _client, _forwarder
 
 
 class _Reply(Exception):
@@ -169,7 +195,7 @@ def _handle(request: flask.Request, log: dict[str, Any]) -> tuple[str, int]:
     except BadRequest as error:
         raise _Reply(400, str(error), "bad_request", body_unread=True) from None
     log["runID"], log["step"] = ids.run_id, ids.step
-    settings, client = _runtime()
+    settings, client, forwarder = _runtime()
     now = datetime.now(UTC)
     callback = _parse(request, ids, settings, now)
     # allow_nan=False: never store NaN or Infinity, which the workflow's
@@ -184,7 +210,7 @@ def _handle(request: flask.Request, log: dict[str, Any]) -> tuple[str, int]:
         )
         raise _Reply(413, message, "too_large")
     try:
-        outcome = callback_store.record(
+        recorded = callback_store.record(
             client,
             settings.collection,
             callback,
@@ -198,9 +224,16 @@ def _handle(request: flask.Request, log: dict[str, Any]) -> tuple[str, int]:
             message = "the callback store is unavailable, retry later"
             raise _Reply(503, message, "unavailable") from error
         raise
+    outcome = recorded.outcome
     if outcome in OUTCOME_REPLIES:
         status, message = OUTCOME_REPLIES[outcome]
         raise _Reply(status, message, outcome.value)
+    if outcome is Outcome.STORED and recorded.forward_url:
+        # Stored first, so the caller's 200 stands whatever the forward does:
+        # a failed forward is found in Firestore at the end of the wait's slice.
+        ids_fields = {"runID": ids.run_id, "step": ids.step}
+        result = forwarder.forward(recorded.forward_url, {**callback.payload, **ids_fields})
+        log.update(result.log_fields())
     return outcome.value, 200
 
 
@@ -296,6 +329,10 @@ def _log(
     Never includes the token, the body or the payload.
     """
     severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
+    if severity == "INFO" and fields.get("forward") in ("failed", "refused"):
+        # Stored and answered, but the waiting workflow resumes only at the
+        # end of its slice.
+        severity = "WARNING"
     entry = {
         "severity": severity,
         "message": f"callback {outcome} ({status})",

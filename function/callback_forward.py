@@ -1,0 +1,167 @@
+"""Push delivery: forward a stored callback to the waiting execution's own callback endpoint.
+
+The caller needs no Google credentials: the receiver stores the callback
+first (every guarantee of the poll protocol holds) and then POSTs it, as the
+JSON ``waitForResponse`` returns, to the native Workflows callback endpoint
+that ``getCallbackURL`` recorded with the registration, under the receiver's
+own identity. Rules (docs/protocol.md, "Push delivery"):
+
+- the target comes from the registration, never from the request, and must
+  be this project's and region's Workflow Executions callback URL;
+- a bounded number of attempts; a 404 (the execution has finished) is not an
+  error;
+- whatever happens, the caller already has its 200: a failed forward is
+  recovered by the waiting workflow from Firestore at the end of its slice.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from google.auth import exceptions as auth_exceptions
+
+GOOGLE_ORIGIN = "https://workflowexecutions.googleapis.com"
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+ATTEMPTS = 3
+BACKOFF_SECONDS = (0.2, 0.6)
+# Connect and read timeouts of one attempt: three attempts stay within ~10 s
+# of the caller's request.
+ATTEMPT_TIMEOUT = (2.0, 3.0)
+RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class ForwardConfigError(ValueError):
+    """The forwarding settings are inconsistent (a 500, logged, on every request)."""
+
+
+@dataclass(frozen=True)
+class ForwardResult:
+    """What became of one forward, for the request's log line."""
+
+    outcome: str  # delivered, execution_finished, failed, refused
+    status: int | None = None
+    attempts: int = 0
+    detail: str | None = None
+
+    def log_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"forward": self.outcome, "forwardAttempts": self.attempts}
+        if self.status is not None:
+            fields["forwardStatus"] = self.status
+        if self.detail:
+            fields["forwardDetail"] = self.detail
+        return fields
+
+
+class Forwarder:
+    """Sends callbacks to Workflow Executions callback endpoints of one project and region.
+
+    ``origin`` is Google's endpoint when deployed. Only for the local stack,
+    ``local_token`` replaces Google credentials, and then ``origin`` must be
+    on loopback: a fixed token never leaves the machine.
+    """
+
+    def __init__(
+        self,
+        project: str | None,
+        region: str | None,
+        origin: str = GOOGLE_ORIGIN,
+        local_token: str | None = None,
+        project_number: str | None = None,
+    ) -> None:
+        if local_token and urlsplit(origin).hostname not in LOOPBACK_HOSTS:
+            raise ForwardConfigError(
+                "CALLBACKS_FORWARD_LOCAL_TOKEN is for the local stack only: "
+                f"CALLBACKS_FORWARD_ORIGIN must be on loopback, not {origin!r}"
+            )
+        if not local_token and origin != GOOGLE_ORIGIN:
+            raise ForwardConfigError(
+                f"CALLBACKS_FORWARD_ORIGIN {origin!r} needs CALLBACKS_FORWARD_LOCAL_TOKEN "
+                "(only the local stack forwards anywhere but Google)"
+            )
+        self.project = project
+        self.region = region
+        self.origin = origin.rstrip("/")
+        self._local_token = local_token
+        projects = "|".join(re.escape(p) for p in (project, project_number) if p)
+        self._target = (
+            re.compile(
+                rf"{re.escape(self.origin)}/v1/projects/(?:{projects})/locations/"
+                rf"{re.escape(region)}/workflows/[A-Za-z0-9_-]+/executions/[A-Za-z0-9_-]+"
+                r"/callbacks/[A-Za-z0-9_-]+"
+            )
+            if projects and region
+            else None
+        )
+        self._session: requests.Session | None = None
+        self._session_lock = threading.Lock()
+
+    def target_problem(self, url: str) -> str | None:
+        """Why ``url`` is not a callback endpoint this receiver may send to, or None."""
+        if self._target is None:
+            return "push delivery is not configured (GOOGLE_CLOUD_PROJECT, CALLBACKS_REGION)"
+        if not self._target.fullmatch(url):
+            return (
+                "not a Workflows callback endpoint of "
+                f"projects/{self.project}/locations/{self.region} at {self.origin}"
+            )
+        return None
+
+    def forward(self, url: str, callback: Mapping[str, Any]) -> ForwardResult:
+        """POST ``callback`` as JSON to ``url``: checked, retried a bounded number of times."""
+        problem = self.target_problem(url)
+        if problem is not None:
+            return ForwardResult("refused", detail=problem)
+        body = json.dumps(callback, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        status: int | None = None
+        detail: str | None = None
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                response = self._http().post(
+                    url,
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                    timeout=ATTEMPT_TIMEOUT,
+                    allow_redirects=False,
+                )
+                status, detail = response.status_code, None
+            except requests.RequestException as error:
+                status, detail = None, type(error).__name__
+            except auth_exceptions.GoogleAuthError as error:  # no credentials, or no token
+                return ForwardResult("failed", attempts=attempt, detail=type(error).__name__)
+            if status is not None and 200 <= status < 300:
+                return ForwardResult("delivered", status, attempt)
+            if status == 404:
+                return ForwardResult("execution_finished", status, attempt)
+            if status is not None and status not in RETRIED_STATUSES:
+                break
+            if attempt < ATTEMPTS:
+                time.sleep(BACKOFF_SECONDS[attempt - 1])
+        return ForwardResult("failed", status, attempt, detail)
+
+    def _http(self) -> requests.Session:
+        """One session per instance: Google's keeps and refreshes its access token."""
+        with self._session_lock:
+            if self._session is None:
+                self._session = self._new_session()
+            return self._session
+
+    def _new_session(self) -> requests.Session:
+        if self._local_token:
+            session = requests.Session()
+            session.headers["Authorization"] = f"Bearer {self._local_token}"
+            return session
+        # Imported here: only a deployed receiver needs Google credentials.
+        import google.auth
+        from google.auth.transport.requests import AuthorizedSession
+
+        credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+        return AuthorizedSession(credentials)

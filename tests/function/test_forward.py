@@ -1,0 +1,295 @@
+"""Push delivery in the receiver: store first, then forward to the registration's endpoint.
+
+The forward goes only to this project's and region's Workflows callback
+endpoints, is retried a bounded number of times, treats 404 as "the
+execution has finished", and never changes the caller's answer.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from local.receiver import FUNCTION_SOURCE
+
+PROJECT = "demo-workflow-callbacks"  # tests/conftest.py's TEST_PROJECT
+REGION = "local1"
+TOKEN = "local-callback-token"
+
+
+class Endpoint:
+    """A stub callback endpoint: answers the statuses it is given, records each request."""
+
+    def __init__(self) -> None:
+        self.statuses: list[int] = []
+        self.seen: list[dict] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                stub.seen.append(
+                    {
+                        "path": self.path,
+                        "authorization": self.headers.get("Authorization"),
+                        "body": json.loads(body),
+                    }
+                )
+                status = stub.statuses.pop(0) if stub.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def url(self, project: str = PROJECT, region: str = REGION, execution: str = "run-1") -> str:
+        return (
+            f"{self.origin}/v1/projects/{project}/locations/{region}/workflows/wf"
+            f"/executions/{execution}/callbacks/cb1"
+        )
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    stub = Endpoint()
+    yield stub
+    stub.server.shutdown()
+    stub.server.server_close()
+
+
+@pytest.fixture
+def forward_module(monkeypatch):
+    monkeypatch.syspath_prepend(str(FUNCTION_SOURCE.parent))
+    return importlib.import_module("callback_forward")
+
+
+@pytest.fixture
+def forwarder(forward_module, endpoint, monkeypatch):
+    monkeypatch.setattr(forward_module, "BACKOFF_SECONDS", (0.0, 0.0))
+    return forward_module.Forwarder(PROJECT, REGION, origin=endpoint.origin, local_token=TOKEN)
+
+
+# --- the target ---------------------------------------------------------------------
+def test_only_this_projects_and_regions_callback_endpoints_are_targets(
+    forward_module, endpoint, forwarder
+):
+    google = forward_module.Forwarder("my-project", "europe-west1", project_number="4242")
+    base = "https://workflowexecutions.googleapis.com/v1/projects"
+    path = "/locations/europe-west1/workflows/wf/executions/e-1/callbacks/c_1"
+
+    assert google.target_problem(f"{base}/my-project{path}") is None
+    assert google.target_problem(f"{base}/4242{path}") is None  # by project number
+    for url in (
+        f"{base}/other-project{path}",
+        f"{base}/my-project{path.replace('europe-west1', 'us-central1')}",
+        f"http://workflowexecutions.googleapis.com/v1/projects/my-project{path}",
+        f"https://workflowexecutions.googleapis.com.evil.example/v1/projects/my-project{path}",
+        f"{base}/my-project{path}/../../../../../other",
+        f"{base}/my-project{path}?x=1",
+        f"{base}/my-project/locations/europe-west1/workflows/wf/executions/e-1",
+        "https://attacker.example/steal",
+    ):
+        assert google.target_problem(url) is not None, url
+    assert forwarder.target_problem(endpoint.url()) is None
+
+
+def test_a_local_token_never_leaves_loopback(forward_module):
+    with pytest.raises(forward_module.ForwardConfigError, match="loopback"):
+        forward_module.Forwarder(PROJECT, REGION, origin="https://example.com", local_token=TOKEN)
+    with pytest.raises(forward_module.ForwardConfigError, match="needs CALLBACKS_FORWARD"):
+        forward_module.Forwarder(PROJECT, REGION, origin="http://127.0.0.1:9")
+
+
+# --- sending ------------------------------------------------------------------------
+def test_a_forward_posts_the_callback_as_json_with_the_bearer_token(forwarder, endpoint):
+    result = forwarder.forward(endpoint.url(), {"body": {"ok": True}, "runID": "run-1"})
+
+    assert (result.outcome, result.status, result.attempts) == ("delivered", 200, 1)
+    [request] = endpoint.seen
+    assert request["authorization"] == f"Bearer {TOKEN}"
+    assert request["body"] == {"body": {"ok": True}, "runID": "run-1"}
+
+
+def test_transient_failures_are_retried_a_bounded_number_of_times(forwarder, endpoint):
+    endpoint.statuses = [503, 500]
+    assert forwarder.forward(endpoint.url(), {}).log_fields() == {
+        "forward": "delivered",
+        "forwardAttempts": 3,
+        "forwardStatus": 200,
+    }
+
+    endpoint.statuses = [500, 502, 504, 200]
+    failed = forwarder.forward(endpoint.url(), {})
+    assert (failed.outcome, failed.status, failed.attempts) == ("failed", 504, 3)
+    assert len(endpoint.seen) == 6
+
+
+def test_a_finished_execution_is_not_an_error_and_not_retried(forwarder, endpoint):
+    endpoint.statuses = [404]
+
+    result = forwarder.forward(endpoint.url(), {})
+
+    assert (result.outcome, result.status, result.attempts) == ("execution_finished", 404, 1)
+
+
+def test_a_client_error_is_not_retried(forwarder, endpoint):
+    endpoint.statuses = [403]
+
+    result = forwarder.forward(endpoint.url(), {})
+
+    assert (result.outcome, result.status, result.attempts) == ("failed", 403, 1)
+
+
+def test_an_unreachable_endpoint_fails_after_the_bounded_attempts(forward_module, monkeypatch):
+    monkeypatch.setattr(forward_module, "BACKOFF_SECONDS", (0.0, 0.0))
+    closed = forward_module.Forwarder(
+        PROJECT, REGION, origin="http://127.0.0.1:9", local_token=TOKEN
+    )
+    url = (
+        f"http://127.0.0.1:9/v1/projects/{PROJECT}/locations/{REGION}/workflows/wf"
+        "/executions/e/callbacks/c"
+    )
+
+    result = closed.forward(url, {})
+
+    assert (result.outcome, result.attempts, result.detail) == ("failed", 3, "ConnectionError")
+
+
+def test_a_refused_target_is_never_contacted(forwarder, endpoint):
+    result = forwarder.forward(endpoint.url(project="someone-else"), {})
+
+    assert result.outcome == "refused"
+    assert endpoint.seen == []
+
+
+# --- in the receiver ----------------------------------------------------------------
+@pytest.fixture
+def pushing_client(make_client, endpoint):
+    return make_client(
+        CALLBACKS_REGION=REGION,
+        CALLBACKS_FORWARD_ORIGIN=endpoint.origin,
+        CALLBACKS_FORWARD_LOCAL_TOKEN=TOKEN,
+    )
+
+
+def register_push(callbacks, endpoint_url: str) -> str:
+    callbacks.document("run-1_approve").set(
+        {"state": "WAITING", "token": "t0ken", "forwardUrl": endpoint_url}
+    )
+    return "t0ken"
+
+
+def log_of(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_the_receiver_stores_then_forwards_in_the_wait_result_shape(
+    pushing_client, endpoint, callbacks, callback_url, capsys
+):
+    token = register_push(callbacks, endpoint.url())
+    capsys.readouterr()
+
+    response = pushing_client.post(callback_url(token=token), json={"approved": True})
+
+    assert response.status_code == 200
+    [request] = endpoint.seen
+    stored = json.loads(callbacks.document("run-1_approve").get().get("payload"))
+    assert request["body"] == {**stored, "runID": "run-1", "step": "approve"}
+    entry = log_of(capsys)
+    assert (entry["forward"], entry["forwardStatus"], entry["severity"]) == (
+        "delivered",
+        200,
+        "INFO",
+    )
+
+
+@pytest.mark.parametrize(
+    ("statuses", "outcome"), [([500, 500, 500], "failed"), ([404], "execution_finished")]
+)
+def test_the_caller_gets_200_whatever_the_forward_does(
+    pushing_client, endpoint, callbacks, callback_url, capsys, monkeypatch, statuses, outcome
+):
+    import sys
+
+    monkeypatch.setattr(sys.modules["callback_forward"], "BACKOFF_SECONDS", (0.0, 0.0))
+    endpoint.statuses = list(statuses)
+    token = register_push(callbacks, endpoint.url())
+    capsys.readouterr()
+
+    response = pushing_client.post(callback_url(token=token), json={"n": 1})
+
+    assert response.status_code == 200
+    assert callbacks.document("run-1_approve").get().get("state") == "RECEIVED"
+    entry = log_of(capsys)
+    assert entry["forward"] == outcome
+    assert entry["severity"] == ("WARNING" if outcome == "failed" else "INFO")
+
+
+def test_a_target_from_another_project_is_refused_logged_and_the_callback_kept(
+    pushing_client, endpoint, callbacks, callback_url, capsys
+):
+    token = register_push(callbacks, endpoint.url(project="someone-else"))
+    capsys.readouterr()
+
+    response = pushing_client.post(callback_url(token=token), json={"n": 1})
+
+    assert response.status_code == 200
+    assert endpoint.seen == []
+    assert callbacks.document("run-1_approve").get().get("state") == "RECEIVED"
+    entry = log_of(capsys)
+    assert (entry["forward"], entry["severity"]) == ("refused", "WARNING")
+    assert "someone-else" not in json.dumps(entry)  # the detail names ours, not theirs
+
+
+def test_a_retry_of_a_stored_callback_is_not_forwarded_again(
+    pushing_client, endpoint, callbacks, callback_url
+):
+    token = register_push(callbacks, endpoint.url())
+    first = pushing_client.post(callback_url(token=token), json={"n": 1})
+    again = pushing_client.post(callback_url(token=token), json={"n": 1})
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert len(endpoint.seen) == 1
+
+
+def test_a_url_from_the_request_is_never_a_target(
+    pushing_client, endpoint, callbacks, callback_url
+):
+    token = register_push(callbacks, endpoint.url())
+
+    response = pushing_client.post(
+        callback_url(token=token) + "&forwardUrl=" + endpoint.url(execution="other"),
+        json={"forwardUrl": endpoint.url(execution="other")},
+        headers={"X-Forward-Url": endpoint.url(execution="other")},
+    )
+
+    assert response.status_code == 200
+    assert [request["path"] for request in endpoint.seen] == [
+        endpoint.url().removeprefix(endpoint.origin)
+    ]
+
+
+def test_inconsistent_forward_settings_are_a_logged_500(make_client, callback_url, capsys):
+    client = make_client(
+        CALLBACKS_FORWARD_ORIGIN="https://example.com", CALLBACKS_FORWARD_LOCAL_TOKEN=TOKEN
+    )
+    capsys.readouterr()
+
+    response = client.get(callback_url(token="t"))
+
+    assert response.status_code == 500
+    assert "loopback" in log_of(capsys)["error"]
