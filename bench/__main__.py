@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_wait:
             wait_config = wait_config_from(args)
             wait_results = run_wait(wait_config, log=_log)
-            ok &= all(r.ok for r in wait_results)
+            ok &= wait_results.ok
             sections.append(wait_section(wait_config, wait_results))
     elapsed = time.monotonic() - started
 

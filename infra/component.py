@@ -39,6 +39,7 @@ APIS = (
 )
 
 DATASTORE = "roles/datastore.user"
+SEND_CALLBACKS = "workflows.callbacks.send"
 LOG_WRITER = "roles/logging.logWriter"
 
 # What a custom Cloud Build service account needs to build a gen2 function
@@ -200,6 +201,9 @@ class CallbackBridge(pulumi.ComponentResource):
         condition = self._database_condition(data.database_id)
         grants = [
             self._project_role("function-datastore", identities.function, DATASTORE, condition),
+            self._project_role(
+                "function-callback-sender", identities.function, self._callback_sender_role().name
+            ),
             self._project_role("workflow-datastore", identities.workflow, DATASTORE, condition),
             self._project_role("workflow-logwriter", identities.workflow, LOG_WRITER),
         ]
@@ -220,6 +224,23 @@ class CallbackBridge(pulumi.ComponentResource):
             )
         )
         return grants
+
+    def _callback_sender_role(self) -> gcp.projects.IAMCustomRole:
+        """Push delivery: the receiver sends callbacks to executions' callback endpoints.
+
+        No predefined role holds workflows.callbacks.send alone (Workflows
+        Invoker, say, also starts executions), so a custom role with that one
+        permission.
+        """
+        return gcp.projects.IAMCustomRole(
+            f"{self._name}-callback-sender-role",
+            project=self._args.project,
+            role_id=self.names.callback_sender_role,
+            title=f"Callback sender ({self.names.function})"[:100],
+            description="Send HTTP callbacks to workflow executions (workflow-callbacks push).",
+            permissions=[SEND_CALLBACKS],
+            opts=self._child(*self._apis("iam")),
+        )
 
     # --- data ----------------------------------------------------------
     def _data(self) -> _Data:
@@ -370,6 +391,12 @@ class CallbackBridge(pulumi.ComponentResource):
                     "CALLBACKS_MAX_BODY_BYTES": str(args.max_body_bytes),
                     "CALLBACKS_TTL_SECONDS": str(args.wait.ttl_seconds),
                     "GOOGLE_CLOUD_PROJECT": args.project,
+                    # Push delivery: the receiver forwards only to callback
+                    # endpoints of this project (by id or number) and region.
+                    "CALLBACKS_REGION": args.region,
+                    "CALLBACKS_PROJECT_NUMBER": gcp.organizations.get_project_output(
+                        project_id=args.project
+                    ).number,
                     # functions-framework's gunicorn threads: one per
                     # concurrent request, as Google recommends for Python.
                     "THREADS": str(args.function_concurrency),

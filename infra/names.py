@@ -53,6 +53,8 @@ class ResourceNames:
     build_account: str
     # Display names of the three service accounts, by role.
     account_titles: dict[str, str]
+    # The custom role that lets the receiver send callbacks (push delivery).
+    callback_sender_role: str
 
     @classmethod
     def derive(cls, project: str, base: str) -> ResourceNames:
@@ -73,6 +75,7 @@ class ResourceNames:
             function_account=_account_id(base, "fn"),
             workflow_account=_account_id(base, "wf"),
             build_account=_account_id(base, "build"),
+            callback_sender_role=fit(f"{base}-callback-sender", 64).replace("-", "_"),
             account_titles={
                 role: f"{title} ({base})"
                 for role, title in (

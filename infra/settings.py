@@ -136,6 +136,12 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "Factor applied to the poll interval after each poll."),
     ConfigKey("pollMaxSeconds", "wait.poll_max_seconds", float,
               "Longest wait between polls."),
+    ConfigKey("delivery", "wait.delivery", str,
+              "How a waiting workflow learns of its callback: push (the receiver forwards it to "
+              "the execution's callback endpoint; resumes at once) or poll (reads Firestore)."),
+    ConfigKey("pushSliceSeconds", "wait.push_slice_seconds", int,
+              "Push delivery: longest wait for a forwarded callback before reading Firestore "
+              "once (recovers a failed forward)."),
     ConfigKey("timeoutSeconds", "wait.timeout_seconds", int,
               "How long waitForResponse waits before raising TimeoutError."),
     ConfigKey("ttlSeconds", "wait.ttl_seconds", int,

@@ -22,6 +22,10 @@ ENV_POLL_MULTIPLIER = "CALLBACKS_POLL_MULTIPLIER"
 ENV_POLL_MAX = "CALLBACKS_POLL_MAX_SECONDS"
 ENV_TIMEOUT = "CALLBACKS_TIMEOUT_SECONDS"
 ENV_TTL = "CALLBACKS_TTL_SECONDS"
+ENV_DELIVERY = "CALLBACKS_DELIVERY"
+ENV_PUSH_SLICE = "CALLBACKS_PUSH_SLICE_SECONDS"
+
+DELIVERIES = ("push", "poll")
 
 DEFAULT_DATABASE = "(default)"
 
@@ -52,6 +56,11 @@ class WaitSettings:
     poll_max_seconds: float = 60.0
     timeout_seconds: int = 86_400
     ttl_seconds: int = DEFAULT_TTL_SECONDS
+    # push: the receiver forwards each callback to the execution's own
+    # Workflows callback endpoint and the wait resumes at once, reading
+    # Firestore once per slice; poll: the wait reads Firestore with backoff.
+    delivery: str = "push"
+    push_slice_seconds: int = 3_600
 
     def validate(self) -> list[str]:
         """Every problem with these settings, as messages a user can act on."""
@@ -64,6 +73,10 @@ class WaitSettings:
             problems.append("pollMaxSeconds must not be below pollInitialSeconds")
         if self.timeout_seconds <= 0:
             problems.append("timeoutSeconds must be greater than 0")
+        if self.delivery not in DELIVERIES:
+            problems.append(f"delivery {self.delivery!r} is not one of: {', '.join(DELIVERIES)}")
+        if self.push_slice_seconds <= 0:
+            problems.append("pushSliceSeconds must be greater than 0")
         if self.ttl_seconds < self.timeout_seconds:
             problems.append(
                 "ttlSeconds must be at least timeoutSeconds, or Firestore could delete "
@@ -120,6 +133,8 @@ def workflow_env_vars(
         ENV_POLL_MAX: _number(wait.poll_max_seconds),
         ENV_TIMEOUT: _number(wait.timeout_seconds),
         ENV_TTL: _number(wait.ttl_seconds),
+        ENV_DELIVERY: wait.delivery,
+        ENV_PUSH_SLICE: _number(wait.push_slice_seconds),
     }
 
 

@@ -101,6 +101,7 @@ def _run(workflow: Path, argument: Any, options: argparse.Namespace) -> int:
     print(f"Starting the local stack for {workflow} ...", flush=True)
     with local_stack() as stack:
         print(f"Receiver on {stack.receiver_url}", flush=True)
+        print(f"Delivery: {stack.settings.wait.delivery}", flush=True)
         try:
             result = stack.run(workflow, argument, on_callback_url=on_url, on_log=on_log)
         finally:
@@ -110,6 +111,11 @@ def _run(workflow: Path, argument: Any, options: argparse.Namespace) -> int:
         error = json.dumps(result.error, indent=2, ensure_ascii=False)
         print(f"Workflow failed: {error}", file=sys.stderr)
         return 1
+    events = result.callback_events
+    if events["forwarded"]:
+        print("Delivered by push: the receiver forwarded the callback and the wait resumed.")
+    elif events["create_callback_endpoint"]:
+        print("Delivered from Firestore: the callback was there before the wait or a slice ended.")
     print("Workflow result:")
     print(json.dumps(result.result, indent=2, ensure_ascii=False))
     return 0

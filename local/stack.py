@@ -23,9 +23,14 @@ from infra.workflow_env import (
     ENV_TTL,
     WaitSettings,
 )
+from local.callback_api import LOCAL_FORWARD_TOKEN, CallbackApi
 from local.firestore_emulator import ENV_HOST, firestore_emulator
 from local.receiver import ReceiverServer
 from local.workflow_runner import DEFAULT_PROJECT, RunResult, RunSettings, run_workflow
+
+# The region the local callback endpoints claim to be in; any name works, as
+# long as the receiver is told the same one (CALLBACKS_REGION).
+LOCAL_REGION = "local1"
 
 # Short polls so a local round trip takes seconds, not the deployed minutes.
 LOCAL_WAIT = WaitSettings(
@@ -61,23 +66,49 @@ def local_stack(
     wait: WaitSettings = LOCAL_WAIT,
     receiver_log: Path | None = None,
 ) -> Iterator[LocalStack]:
-    """Start (or reuse, if FIRESTORE_EMULATOR_HOST is set) the emulator and serve the receiver."""
-    with firestore_emulator() as host:
-        receiver_env = {
-            ENV_HOST: host,
-            "GOOGLE_CLOUD_PROJECT": project,
-            ENV_DATABASE: database,
-            ENV_COLLECTION: collection,
-            ENV_TTL: str(wait.ttl_seconds),
-        }
-        with ReceiverServer(receiver_env, log_path=receiver_log) as receiver:
-            yield LocalStack(
-                RunSettings(
-                    firestore_host=host,
-                    base_url=receiver.url,
-                    project=project,
-                    database=database,
-                    collection=collection,
-                    wait=wait,
-                )
+    """Start (or reuse, if FIRESTORE_EMULATOR_HOST is set) the emulator, serve the receiver
+    and the callback endpoints it forwards to (push delivery)."""
+    with (
+        firestore_emulator() as host,
+        CallbackApi(project, LOCAL_REGION) as callbacks,
+        ReceiverServer(
+            receiver_env(host, project, database, collection, wait, callbacks),
+            log_path=receiver_log,
+        ) as receiver,
+    ):
+        yield LocalStack(
+            RunSettings(
+                firestore_host=host,
+                base_url=receiver.url,
+                project=project,
+                database=database,
+                collection=collection,
+                wait=wait,
+                callbacks=callbacks,
             )
+        )
+
+
+def receiver_env(
+    firestore_host: str,
+    project: str,
+    database: str,
+    collection: str,
+    wait: WaitSettings,
+    callbacks: CallbackApi | None = None,
+) -> dict[str, str]:
+    """The receiver's environment on the local stack; with ``callbacks``, it forwards there."""
+    env = {
+        ENV_HOST: firestore_host,
+        "GOOGLE_CLOUD_PROJECT": project,
+        ENV_DATABASE: database,
+        ENV_COLLECTION: collection,
+        ENV_TTL: str(wait.ttl_seconds),
+    }
+    if callbacks is not None:
+        env |= {
+            "CALLBACKS_REGION": callbacks.region,
+            "CALLBACKS_FORWARD_ORIGIN": callbacks.origin,
+            "CALLBACKS_FORWARD_LOCAL_TOKEN": LOCAL_FORWARD_TOKEN,
+        }
+    return env

@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     config = config_from(parser.parse_args(argv))
     with emulator():
-        cases = run_wait(config, log=lambda m: print(m, file=sys.stderr, flush=True))
-    print(wait_section(config, cases))
-    return 0 if all(c.ok for c in cases) else 1
+        results = run_wait(config, log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(wait_section(config, results))
+    return 0 if results.ok else 1
 
 
 if __name__ == "__main__":

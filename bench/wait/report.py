@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bench.wait.run import SEED, SHIPPED, WaitCase, WaitConfig
+from bench.wait.run import SEED, SHIPPED, PushCase, WaitCase, WaitConfig, WaitResults
 from bench.wait.schedule import Schedule
 
 
@@ -29,27 +29,39 @@ def _cases_of(cases: Sequence[WaitCase], schedule: Schedule) -> dict[float, Wait
     return {c.arrival: c for c in cases if _same(c.schedule, schedule)}
 
 
-def side_by_side(cases: Sequence[WaitCase]) -> str:
+def side_by_side(cases: Sequence[WaitCase], pushes: Sequence[PushCase]) -> str:
     seed, ours = _cases_of(cases, SEED), _cases_of(cases, SHIPPED)
-    floor = ours.get(0.0)
-    push_steps = str(floor.steps) if floor else "n/a"
-    push_reads = str(floor.reads) if floor else "n/a"
+    push = {p.arrival: p for p in pushes}
     lines = [
-        "| callback arrives at T | steps: seed | steps: ours | steps: push ideal "
-        "| reads: seed | reads: ours | reads: push ideal "
-        "| resume delay at T (worst near T): seed | ours | push ideal |",
+        "| callback arrives at T | steps: seed | steps: poll | steps: push "
+        "| reads: seed | reads: poll | reads: push "
+        "| resume delay at T (worst near T): seed | poll | push |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for arrival in sorted(a for a in ours if a > 0):
-        s, o = seed.get(arrival), ours[arrival]
+        s, o, p = seed.get(arrival), ours[arrival], push.get(arrival)
 
         def delay(c: WaitCase | None) -> str:
             return f"{_s(c.delay)} ({_s(c.interval_at_arrival)})" if c else "n/a"
 
         lines.append(
-            f"| {_t(arrival)} | {s.steps if s else 'n/a'} | {o.steps} | {push_steps} "
-            f"| {s.reads if s else 'n/a'} | {o.reads} | {push_reads} "
-            f"| {delay(s)} | {delay(o)} | 0 s |"
+            f"| {_t(arrival)} | {s.steps if s else 'n/a'} | {o.steps} | {p.steps if p else 'n/a'} "
+            f"| {s.reads if s else 'n/a'} | {o.reads} | {p.reads if p else 'n/a'} "
+            f"| {delay(s)} | {delay(o)} | {_s(p.delay) if p else 'n/a'} |"
+        )
+    return "\n".join(lines)
+
+
+def push_table(pushes: Sequence[PushCase]) -> str:
+    lines = [
+        "| callback arrives at T | steps (all) | internal steps | external steps "
+        "(awaits) | Firestore calls: reads / writes | resume delay |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for p in sorted(pushes, key=lambda p: p.arrival):
+        lines.append(
+            f"| {_t(p.arrival)} | {p.steps} | {p.steps - p.external_steps} | "
+            f"{p.external_steps} | {p.reads} / {p.writes} | {_s(p.delay)} |"
         )
     return "\n".join(lines)
 
@@ -75,17 +87,18 @@ def candidates(cases: Sequence[WaitCase]) -> str:
     return "\n".join(lines)
 
 
-def problems(cases: Sequence[WaitCase]) -> list[str]:
+def problems(cases: Sequence[WaitCase], pushes: Sequence[PushCase] = ()) -> list[str]:
     return [
         f"- {c.schedule.label}, T={_t(c.arrival)}: {'; '.join(c.problems)}"
         for c in cases
         if not c.ok
-    ]
+    ] + [f"- push, T={_t(p.arrival)}: {'; '.join(p.problems)}" for p in pushes if not p.ok]
 
 
-def wait_section(config: WaitConfig, cases: Sequence[WaitCase]) -> str:
-    real = sum(c.real_seconds for c in cases)
-    bad = problems(cases)
+def wait_section(config: WaitConfig, results: WaitResults) -> str:
+    cases, pushes = results.polls, results.pushes
+    real = sum(c.real_seconds for c in cases) + sum(p.real_seconds for p in pushes)
+    bad = problems(cases, pushes)
     return "\n".join(
         [
             "## bench.wait: what a wait costs",
@@ -94,20 +107,33 @@ def wait_section(config: WaitConfig, cases: Sequence[WaitCase]) -> str:
             "register, wait, return) in local/workflow_runner.py under a virtual clock; the "
             "callback is POSTed to the real receiver (functions-framework on loopback) when "
             f"virtual time passes T. Timeout {_s(config.timeout_s)} (above every T). "
-            f"{len(cases)} executions took {real:.0f} s of real time.",
+            f"{len(cases) + len(pushes)} executions took {real:.0f} s of real time.",
             "",
             "Steps = every workflow step executed (main's three included); reads = Firestore "
             "connector `get` calls. Resume delay at T = virtual time from arrival to "
             "waitForResponse returning; in brackets the poll interval the callback fell "
             "into, which is the worst delay for a callback arriving just after a read near "
             "T (a round T can sit exactly on a read of a fixed schedule and show 0). Push "
-            "ideal = what a push design would cost: the steps our subworkflows take when "
-            "the callback is already there at the first read (T = 0), whatever T is, and "
-            "no delay.",
+            "= the shipped default: the receiver forwards the callback to the execution's "
+            "callback endpoint (the local stand-in, local/callback_api.py), which "
+            f"events.await_callback waits on in slices of {_s(config.push_slice_s)}; "
+            "poll = the shipped poll schedule.",
             "",
-            "### Ours (shipped defaults) vs the seed's fixed 30 s polling vs push",
+            "### Push (default) vs poll (shipped schedule) vs the seed's fixed 30 s polling",
             "",
-            side_by_side(cases),
+            side_by_side(cases, pushes),
+            "",
+            "### Push: what a wait is billed",
+            "",
+            "Internal steps are every step but the awaits; each `events.await_callback` is "
+            "one external step however long it waits. Firestore calls are connector calls "
+            "(each also one of the internal steps).",
+            "",
+            push_table(pushes),
+            "",
+            "In real time on the local stack (real clock, callback 2 s after registration): "
+            f"the workflow returned {results.real_time_push_delay_s * 1000:.0f} ms after the "
+            "caller's 200.",
             "",
             "### Candidate schedules: steps / resume delay at T (worst near T)",
             "",

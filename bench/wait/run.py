@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -71,8 +72,39 @@ class WaitConfig:
     # timeout (WaitSettings' shipped timeout is exactly 24 h).
     timeout_s: float = 2 * DAY
     # Also run T = 0 (the callback is there before the first read): the fewest steps
-    # the subworkflows can take, i.e. what a push design would cost every time.
+    # the subworkflows can take.
     include_floor: bool = True
+    # Push delivery's slice: the longest await before one more Firestore read.
+    push_slice_s: int = _SHIPPED.push_slice_seconds
+
+
+@dataclass
+class PushCase:
+    """One execution with push delivery: the callback arrives at T, forwarded by the receiver."""
+
+    arrival: float
+    steps: int = 0
+    reads: int = 0
+    writes: int = 0
+    awaits: int = 0
+    forwarded: int = 0
+    resume_at: float = math.nan
+    delivery_status: int | None = None
+    real_seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def delay(self) -> float:
+        return self.resume_at - self.arrival
+
+    @property
+    def external_steps(self) -> int:
+        """Billed as external steps: each events.await_callback, however long it waits."""
+        return self.awaits
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
 
 @dataclass
@@ -150,6 +182,7 @@ def run_case(
             poll_max_seconds=schedule.cap,
             timeout_seconds=int(config.timeout_s),
             ttl_seconds=max(_SHIPPED.ttl_seconds, int(config.timeout_s)),
+            delivery="poll",
         ),
     )
     started = time.perf_counter()
@@ -166,6 +199,86 @@ def run_case(
         case.interval_at_arrival = clock.fired[0][1]
     _check(case, run, value, body)
     return case
+
+
+def run_push_case(
+    arrival: float, config: WaitConfig, base: RunSettings, workflow: dict[str, Any]
+) -> PushCase:
+    """driver.yaml with push delivery; the callback is POSTed when virtual time passes T."""
+    case = PushCase(arrival)
+    clock = VirtualClock()
+    value, body = f"push at {arrival:g} s", {"approved": True, "arrival": arrival}
+
+    def on_url(url: str) -> None:
+        def send() -> None:
+            case.delivery_status = _deliver(url, value, body)
+
+        if arrival <= 0:
+            send()
+        else:
+            clock.at(arrival, send)
+
+    settings = dataclasses.replace(
+        base,
+        wait=WaitSettings(
+            timeout_seconds=int(config.timeout_s),
+            ttl_seconds=max(_SHIPPED.ttl_seconds, int(config.timeout_s)),
+            delivery="push",
+            push_slice_seconds=config.push_slice_s,
+        ),
+    )
+    started = time.perf_counter()
+    run = run_workflow(
+        workflow, {"step": f"push-{uuid.uuid4().hex[:8]}"}, settings=settings, clock=clock,
+        on_callback_url=on_url,
+    )  # fmt: skip
+    case.real_seconds = time.perf_counter() - started
+    case.steps = run.steps
+    case.reads = run.connector_calls.get("get", 0)
+    case.writes = sum(n for method, n in run.connector_calls.items() if method != "get")
+    case.awaits = run.callback_events["await_callback"]
+    case.forwarded = run.callback_events["forwarded"]
+    case.resume_at = clock.elapsed
+    problems = case.problems
+    if not run.succeeded:
+        problems.append(f"workflow failed: {run.error}")
+        return case
+    if case.delivery_status != 200:
+        problems.append(f"callback answered {case.delivery_status}, not 200")
+    result = run.result if isinstance(run.result, dict) else {}
+    if result.get("value") != value or result.get("body") != body:
+        problems.append(f"payload came back changed: {result!r}")
+    # Resumed the moment it arrived; one read, plus one per slice that ended before.
+    if not math.isclose(case.delay, 0.0, abs_tol=1e-6):
+        problems.append(f"resumed {case.delay:g} s after the callback arrived")
+    expected_reads = max(1, math.ceil(arrival / config.push_slice_s))
+    if case.reads != expected_reads:
+        problems.append(
+            f"{case.reads} reads, {expected_reads} expected (slices of {config.push_slice_s} s)"
+        )
+    if arrival > 0 and case.forwarded != 1:
+        problems.append("the callback did not come by push")
+    return case
+
+
+def run_real_time_push(base: RunSettings, workflow: dict[str, Any], after_s: float = 2.0) -> float:
+    """Real seconds from the caller's 200 to the workflow returning, on the real clock."""
+    answered: list[float] = []
+
+    def on_url(url: str) -> None:
+        def send() -> None:
+            time.sleep(after_s)
+            if _deliver(url, "real time", {"real": True}) == 200:
+                answered.append(time.perf_counter())
+
+        threading.Thread(target=send, daemon=True).start()
+
+    settings = dataclasses.replace(base, wait=dataclasses.replace(base.wait, delivery="push"))
+    run = run_workflow(workflow, {"step": "realtime"}, settings=settings, on_callback_url=on_url)
+    returned = time.perf_counter()
+    if not run.succeeded or not answered or run.callback_events["forwarded"] != 1:
+        raise RuntimeError(f"the real-time push run failed: {run.error or run.callback_events}")
+    return returned - answered[0]
 
 
 def _check(case: WaitCase, run: RunResult, value: str, body: dict[str, Any]) -> None:
@@ -203,12 +316,36 @@ def _stack() -> Iterator[RunSettings]:
         yield stack.settings
 
 
-def run_wait(config: WaitConfig, log: Callable[[str], None] = print) -> list[WaitCase]:
-    """Every schedule at every arrival time (plus T = 0 if configured)."""
+@dataclass
+class WaitResults:
+    polls: list[WaitCase]
+    pushes: list[PushCase]
+    # Real seconds from a caller's 200 to the workflow returning, on the real clock.
+    real_time_push_delay_s: float
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.polls) and all(c.ok for c in self.pushes)
+
+
+def run_wait(config: WaitConfig, log: Callable[[str], None] = print) -> WaitResults:
+    """Every schedule at every arrival time (plus T = 0 if configured), polling and push."""
     workflow = yaml.safe_load(DRIVER.read_text())
     arrivals = ((0.0,) if config.include_floor else ()) + tuple(config.arrivals)
     cases = []
+    pushes = []
     with _stack() as base:
+        for arrival in arrivals:
+            push = run_push_case(arrival, config, base, workflow)
+            pushes.append(push)
+            log(
+                f"push ({config.push_slice_s} s slices), T={arrival:g} s: {push.steps} steps, "
+                f"{push.reads} reads, {push.awaits} awaits, delay {push.delay:g} s "
+                f"({push.real_seconds:.1f} s real)"
+                + ("" if push.ok else f" PROBLEMS: {push.problems}")
+            )
+        real_time = run_real_time_push(base, workflow)
+        log(f"push in real time: resumed {real_time:.3f} s after the caller's 200")
         for schedule in _dedupe(config.schedules):
             for arrival in arrivals:
                 case = run_case(schedule, arrival, config, base, workflow)
@@ -218,4 +355,4 @@ def run_wait(config: WaitConfig, log: Callable[[str], None] = print) -> list[Wai
                     f"delay {case.delay:g} s ({case.real_seconds:.1f} s real)"
                     + ("" if case.ok else f" PROBLEMS: {case.problems}")
                 )
-    return cases
+    return WaitResults(cases, pushes, real_time)

@@ -15,9 +15,31 @@ from bench.wait.schedule import Schedule, expected
 
 
 @pytest.fixture(scope="module")
-def cases(firestore_emulator_host: str) -> list:
-    config = WaitConfig(arrivals=(5.0, 60.0), schedules=(SEED, SHIPPED), timeout_s=3600)
+def results(firestore_emulator_host: str):
+    config = WaitConfig(
+        arrivals=(5.0, 60.0, 7200.0), schedules=(SEED, SHIPPED), timeout_s=10_800, push_slice_s=3600
+    )
     return run_wait(config, log=lambda _m: None)
+
+
+@pytest.fixture(scope="module")
+def cases(results) -> list:
+    return [c for c in results.polls if c.arrival < 3600]
+
+
+def test_push_resumes_at_once_at_every_t_and_costs_few_steps(results) -> None:
+    by_arrival = {p.arrival: p for p in results.pushes}
+    assert set(by_arrival) == {0.0, 5.0, 60.0, 7200.0}
+    for push in results.pushes:
+        assert push.ok, (push.arrival, push.problems)
+        assert push.delay == 0
+    # Within one slice: one read, one await; two hours: one read per slice.
+    assert (by_arrival[60.0].reads, by_arrival[60.0].awaits) == (1, 1)
+    assert (by_arrival[7200.0].reads, by_arrival[7200.0].awaits) == (2, 2)
+    assert by_arrival[60.0].steps <= 25
+    poll_2h = next(c for c in results.polls if c.schedule == SHIPPED and c.arrival == 7200.0)
+    assert by_arrival[7200.0].steps < poll_2h.steps
+    assert 0 <= results.real_time_push_delay_s < 1
 
 
 def test_each_wait_resumes_with_the_payload_and_agrees_with_the_schedule(cases) -> None:
@@ -70,3 +92,14 @@ def test_the_schedule_model() -> None:
     assert (e.reads, e.resume_at, e.delay, e.interval_at_arrival) == (7, 122, 52, 60)
     # The deadline caps the last sleep.
     assert Schedule(10, 1, 10).poll_times(100, 25) == [0, 10, 20, 25]
+
+
+def test_the_virtual_clock_waits_until_ready_or_the_end_of_the_window() -> None:
+    clock = VirtualClock(start=0.0)
+    arrived: list[int] = []
+    clock.at(30, lambda: arrived.append(1))
+
+    assert not clock.wait_until(lambda: bool(arrived), 10)
+    assert clock.now() == 10.0  # the whole window passed
+    assert clock.wait_until(lambda: bool(arrived), 3600)
+    assert clock.now() == 30.0  # stopped the moment it was ready

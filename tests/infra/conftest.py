@@ -22,6 +22,7 @@ from pulumi.runtime import settings as runtime_settings
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = REPO_ROOT / "__main__.py"
 PROJECT_NAME = "workflow-callbacks"
+PROJECT_NUMBER = "123456789012"
 
 # __main__.py imports the infra package the way `pulumi up` does: from the
 # project folder on sys.path.
@@ -105,12 +106,18 @@ class FakeCloud(pulumi.runtime.Mocks):
             resource_id = (
                 f"projects/{project}/locations/{inputs['region']}/workflows/{inputs['name']}"
             )
+        elif args.typ == "gcp:projects/iAMCustomRole:IAMCustomRole":
+            state["name"] = f"projects/{project}/roles/{inputs['roleId']}"
+            resource_id = state["name"]
         elif args.typ == "gcp:firestore/database:Database":
             resource_id = f"projects/{project}/databases/{inputs['name']}"
         return resource_id, state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
-        return {}, None
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        if args.token == "gcp:organizations/getProject:getProject":
+            project = args.args.get("projectId", "mock-project")
+            return {"projectId": project, "number": PROJECT_NUMBER, "name": project}
+        return {}
 
 
 class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):

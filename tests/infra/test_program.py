@@ -12,6 +12,7 @@ from infra.settings import SettingsError
 from infra.workflow_env import WaitSettings, workflow_env_vars
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_NUMBER = "123456789012"
 
 FUNCTION = "gcp:cloudfunctionsv2/function:Function"
 WORKFLOW = "gcp:workflows/workflow:Workflow"
@@ -86,6 +87,8 @@ def test_function_is_a_gen2_python_function_with_the_contract_environment(deploy
         "CALLBACKS_MAX_BODY_BYTES": "65536",
         "CALLBACKS_TTL_SECONDS": "604800",
         "GOOGLE_CLOUD_PROJECT": "my-project",
+        "CALLBACKS_REGION": "europe-west1",
+        "CALLBACKS_PROJECT_NUMBER": PROJECT_NUMBER,
         "THREADS": "8",
         "LOG_EXECUTION_ID": "true",
     }
@@ -161,6 +164,7 @@ def test_resources_wait_for_the_apis_they_use(deploy) -> None:
 
 
 GRANTS = {
+    "callbacks-function-callback-sender",
     "callbacks-build-logwriter",
     "callbacks-build-artifactwriter",
     "callbacks-build-staged-source",
@@ -205,6 +209,7 @@ def test_service_accounts_get_only_the_roles_they_need(deploy) -> None:
 
     assert roles == {
         (FUNCTION_SA, "roles/datastore.user"),
+        (FUNCTION_SA, "projects/my-project/roles/callbacks_dev_callback_sender"),
         (WORKFLOW_SA, "roles/datastore.user"),
         (WORKFLOW_SA, "roles/logging.logWriter"),
         (BUILD_SA, "roles/logging.logWriter"),
@@ -223,6 +228,21 @@ def test_service_accounts_get_only_the_roles_they_need(deploy) -> None:
         "role": "roles/storage.objectViewer",
         "member": BUILD_SA,
     }
+
+
+def test_the_receiver_may_send_callbacks_and_nothing_more(deploy) -> None:
+    # Push delivery: workflows.callbacks.send alone, through a custom role
+    # (Workflows Invoker would also let it start executions).
+    deployment = deploy()
+    role = deployment.one("gcp:projects/iAMCustomRole:IAMCustomRole")
+
+    assert role.inputs["permissions"] == ["workflows.callbacks.send"]
+    assert role.inputs["roleId"] == "callbacks_dev_callback_sender"
+    assert ("gcp:projects/iAMCustomRole:IAMCustomRole", "callbacks-callback-sender-role") in (
+        deployment.dependency_types(deployment.named("callbacks-function-callback-sender"))
+    )
+    other = deploy(stack="prod").one("gcp:projects/iAMCustomRole:IAMCustomRole")
+    assert other.inputs["roleId"] != role.inputs["roleId"]
 
 
 def test_database_condition_can_be_turned_off(deploy) -> None:

@@ -6,6 +6,7 @@ do not interfere because every run has its own execution id (the runID).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -17,18 +18,23 @@ from google.cloud import firestore
 
 from infra.contract import DEFAULT_COLLECTION
 from infra.workflow_env import WaitSettings
+from local.callback_api import CallbackApi
 from local.firestore_rest_bridge import FirestoreRestBridge
 from local.receiver import ReceiverServer
+from local.stack import LOCAL_REGION, receiver_env
 from local.workflow_runner import RunSettings
 
-# Short polls: a round trip takes a fraction of a second.
+# Short polls: a round trip takes a fraction of a second. Most tests here are
+# about polling; test_push.py runs push delivery (PUSH, with short slices).
 FAST = WaitSettings(
     poll_initial_seconds=0.05,
     poll_multiplier=2.0,
     poll_max_seconds=0.2,
     timeout_seconds=30,
     ttl_seconds=3_600,
+    delivery="poll",
 )
+PUSH = dataclasses.replace(FAST, delivery="push", push_slice_seconds=1)
 
 
 class FakeClock:
@@ -70,15 +76,27 @@ def callbacks_database(firestore_emulator_host: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def callback_api(gcp_project: str) -> Iterator[CallbackApi]:
+    """The local stand-in for Workflows' callback endpoints, which the receiver forwards to."""
+    with CallbackApi(gcp_project, LOCAL_REGION) as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
 def receiver(
-    firestore_emulator_host: str, gcp_project: str, callbacks_database: str
+    firestore_emulator_host: str,
+    gcp_project: str,
+    callbacks_database: str,
+    callback_api: CallbackApi,
 ) -> Iterator[ReceiverServer]:
-    env = {
-        "FIRESTORE_EMULATOR_HOST": firestore_emulator_host,
-        "GOOGLE_CLOUD_PROJECT": gcp_project,
-        "CALLBACKS_DATABASE": callbacks_database,
-        "CALLBACKS_COLLECTION": DEFAULT_COLLECTION,
-    }
+    env = receiver_env(
+        firestore_emulator_host,
+        gcp_project,
+        callbacks_database,
+        DEFAULT_COLLECTION,
+        FAST,
+        callback_api,
+    )
     with ReceiverServer(env) as server:
         yield server
 
@@ -97,6 +115,12 @@ def settings(
         database=callbacks_database,
         wait=FAST,
     )
+
+
+@pytest.fixture
+def push_settings(settings: RunSettings, callback_api: CallbackApi) -> RunSettings:
+    """The same stack with push delivery: the receiver forwards, the wait awaits."""
+    return dataclasses.replace(settings, wait=PUSH, callbacks=callback_api)
 
 
 @pytest.fixture

@@ -12,6 +12,12 @@ import yaml
 SCHEMA = yaml.safe_load(
     resources.files("workflows_emulator").joinpath("workflow-schema.json").read_text()
 )
+# The schema types a call's `timeout` argument as a literal number, but on
+# Workflows every argument may be an expression (waitForResponse computes
+# events.await_callback's timeout from its deadline).
+SCHEMA["definitions"]["args"]["properties"]["timeout"] = {
+    "anyOf": [{"type": "number"}, {"type": "string", "pattern": r"^\$\{.*\}$"}]
+}
 
 
 @pytest.fixture(scope="module")
