@@ -293,3 +293,30 @@ def test_inconsistent_forward_settings_are_a_logged_500(make_client, callback_ur
 
     assert response.status_code == 500
     assert "loopback" in log_of(capsys)["error"]
+
+
+def test_deployed_forwards_use_default_credentials_with_the_cloud_platform_scope_once(
+    forward_module, monkeypatch
+):
+    # The deployed seam: google-auth's default credentials (the function's
+    # service account), asked for once per instance and reused, so the access
+    # token is cached and refreshed by the session, not fetched per callback.
+    import google.auth
+    from google.auth.transport.requests import AuthorizedSession
+    from google.oauth2.credentials import Credentials
+
+    asked: list[tuple] = []
+
+    def default(scopes=None, **_kwargs):
+        asked.append(tuple(scopes or ()))
+        return Credentials(token="service-account-token"), "my-project"
+
+    monkeypatch.setattr(google.auth, "default", default)
+    forwarder = forward_module.Forwarder("my-project", "europe-west1")
+
+    first, second = forwarder._http(), forwarder._http()
+
+    assert isinstance(first, AuthorizedSession)
+    assert first is second
+    assert asked == [(forward_module.CLOUD_PLATFORM_SCOPE,)]
+    assert first.credentials.token == "service-account-token"
