@@ -103,10 +103,19 @@ def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_callback(request: Request, ids: CallbackIds, body: bytes, now: datetime) -> Callback:
-    """Everything the receiver stores for this request; ``body`` is decoded (decode_content)."""
+def parse_callback(
+    request: Request,
+    ids: CallbackIds,
+    body: bytes,
+    now: datetime,
+    value: str | None = None,
+) -> Callback:
+    """Everything the receiver stores for this request; ``body`` is decoded (decode_content).
+
+    ``value`` is the query's ``value`` unless given (the choice made on the page).
+    """
     token = request.args.get("token") or None
-    value = request.args.get("value")
+    value = request.args.get("value") if value is None else value
     query = _multidict_to_map(request.args, drop=("token",))
     content_type = request.headers.get("Content-Type")
     try:

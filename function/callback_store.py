@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,11 @@ WAITING = "WAITING"
 RECEIVED = "RECEIVED"
 # Where getCallbackURL records the execution's native callback endpoint.
 FORWARD_URL_FIELD = "forwardUrl"
+# Where getCallbackURL records the page's form (JSON text; "" for none).
+FORM_FIELD = "form"
+# The id of the record a page answer leaves beside its callback: "." cannot
+# occur in a step, so it never names a callback document.
+ANSWER_SUFFIX = ".answer"
 
 # Firestore calls are bounded so that a database we cannot reach turns into a
 # 503 within seconds, instead of the client library's defaults (each call
@@ -90,6 +96,8 @@ class Outcome(enum.Enum):
     # The document is in a state this receiver does not know (neither WAITING
     # nor RECEIVED): written by something else, or by a newer protocol.
     UNKNOWN_STATE = "unknown_state"
+    # An answer from the page for people that is not one of its choices.
+    INVALID_CHOICE = "invalid_choice"
 
 
 class _BoundedFirestoreApi:
@@ -213,6 +221,21 @@ def decide(
     return Outcome.UNKNOWN_STATE
 
 
+def token_hash(token: str | None) -> str:
+    """What an answer record keeps of the token: enough to check it, not to use it."""
+    return "sha256:" + hashlib.sha256((token or "").encode("utf-8")).hexdigest()
+
+
+def token_matches(expected: Any, token: str | None) -> bool:
+    """Constant-time comparison of a stored token (or token hash) with the request's."""
+    return (
+        isinstance(expected, str)
+        and bool(expected)
+        and token is not None
+        and hmac.compare_digest(expected.encode("utf-8"), token.encode("utf-8"))
+    )
+
+
 def received_fields(callback: Callback, payload_json: str, now: datetime) -> dict[str, Any]:
     """The fields a stored callback sets (registration fields are kept)."""
     return {
@@ -233,6 +256,8 @@ class Recorded:
     # The registration's native callback endpoint (getCallbackURL, push
     # delivery); None for polling registrations and unregistered callbacks.
     forward_url: str | None = None
+    # The registration as read (page answers show what was answered).
+    stored: Mapping[str, Any] | None = None
 
 
 def record(
@@ -243,15 +268,41 @@ def record(
     now: datetime,
     allow_unregistered: bool,
     ttl: timedelta,
+    page_choices: Callable[[Mapping[str, Any]], tuple[str, ...] | None] | None = None,
 ) -> Recorded:
-    """Decide and write in one transaction; raises on Firestore errors."""
+    """Decide and write in one transaction; raises on Firestore errors.
+
+    ``page_choices`` marks an answer from the page for people: given the
+    stored registration it returns the values the page offers (None: it has
+    no page), and the callback's value must be one of them. A stored page
+    answer also leaves a small record beside the callback (ANSWER_SUFFIX),
+    so the page can say "already answered" after the workflow has consumed it.
+    """
     reference = client.collection(collection).document(callback.ids.document_id)
+    answer = client.collection(collection).document(callback.ids.document_id + ANSWER_SUFFIX)
 
     @firestore.transactional
     def decide_and_write(transaction: firestore.Transaction) -> Recorded:
         snapshot = reference.get(transaction=transaction)
         stored = snapshot.to_dict() if snapshot.exists else None
         outcome = decide(stored, callback, allow_unregistered)
+        if page_choices is not None and outcome in (Outcome.STORED, Outcome.DUPLICATE):
+            choices = page_choices(stored or {})
+            if choices is None:
+                outcome = Outcome.NOT_REGISTERED
+            elif callback.value not in choices:
+                outcome = Outcome.INVALID_CHOICE
+        if outcome is Outcome.STORED and page_choices is not None:
+            transaction.set(
+                answer,
+                {
+                    "value": callback.value,
+                    FORM_FIELD: (stored or {}).get(FORM_FIELD),
+                    "answeredAt": now,
+                    "tokenHash": token_hash(callback.token),
+                    "expireAt": (stored or {}).get("expireAt") or now + ttl,
+                },
+            )
         if outcome is Outcome.STORED:
             fields = received_fields(callback, payload_json, now)
             if stored is None:
@@ -261,7 +312,9 @@ def record(
                 transaction.update(reference, fields)
         forward_url = (stored or {}).get(FORWARD_URL_FIELD)
         return Recorded(
-            outcome, forward_url if isinstance(forward_url, str) and forward_url else None
+            outcome,
+            forward_url if isinstance(forward_url, str) and forward_url else None,
+            stored,
         )
 
     return decide_and_write(client.transaction(max_attempts=TRANSACTION_ATTEMPTS))

@@ -20,12 +20,22 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 import flask
 from google.cloud import firestore
 
 import callback_store
 import contract
+from approval_page import (
+    Form,
+    FormError,
+    answered_message,
+    form_page,
+    html_response,
+    is_page_request,
+    message_page,
+)
 from callback_body import BodyError, DecodedTooLarge, UnsupportedEncoding, decode_content
 from callback_forward import GOOGLE_ORIGIN, Forwarder
 from callback_request import (
@@ -168,8 +178,11 @@ def processEntry(request: flask.Request) -> flask.Response:
     log: dict[str, Any] = {"runID": None, "step": None, "method": request.method}
     token = request.args.get("token")
     try:
-        outcome, status = _handle(request, log)
-        response = _json({"status": "received", "runID": log["runID"], "step": log["step"]})
+        if is_page_request(request):
+            outcome, status, response = _page(request, log)
+        else:
+            outcome, status = _handle(request, log)
+            response = _json({"status": "received", "runID": log["runID"], "step": log["step"]})
     except _Reply as reply:
         outcome, status = reply.outcome, reply.status
         response = _error_response(reply, request)
@@ -186,7 +199,24 @@ def processEntry(request: flask.Request) -> flask.Response:
 
 
 def _handle(request: flask.Request, log: dict[str, Any]) -> tuple[str, int]:
-    if request.method not in ALLOWED_METHODS:
+    ids = _checked_ids(request, log, ALLOWED_METHODS)
+    settings, client, forwarder = _runtime()
+    now = datetime.now(UTC)
+    callback = _parse(request, ids, settings, now)
+    recorded = _store(callback, settings, client, now)
+    outcome = recorded.outcome
+    if outcome in OUTCOME_REPLIES:
+        status, message = OUTCOME_REPLIES[outcome]
+        raise _Reply(status, message, outcome.value)
+    _forward(recorded, callback, forwarder, log)
+    return outcome.value, 200
+
+
+def _checked_ids(
+    request: flask.Request, log: dict[str, Any], methods: tuple[str, ...]
+) -> CallbackIds:
+    """The method and the ids, checked before anything is read."""
+    if request.method not in methods:
         raise _Reply(
             405, f"method {request.method} is not allowed", "method_not_allowed", body_unread=True
         )
@@ -195,9 +225,16 @@ def _handle(request: flask.Request, log: dict[str, Any]) -> tuple[str, int]:
     except BadRequest as error:
         raise _Reply(400, str(error), "bad_request", body_unread=True) from None
     log["runID"], log["step"] = ids.run_id, ids.step
-    settings, client, forwarder = _runtime()
-    now = datetime.now(UTC)
-    callback = _parse(request, ids, settings, now)
+    return ids
+
+
+def _store(
+    callback: Callback,
+    settings: Settings,
+    client: firestore.Client,
+    now: datetime,
+    page_choices: Any = None,
+) -> callback_store.Recorded:
     # allow_nan=False: never store NaN or Infinity, which the workflow's
     # json.decode rejects (the body parser already refuses them).
     payload_json = json.dumps(
@@ -210,7 +247,7 @@ def _handle(request: flask.Request, log: dict[str, Any]) -> tuple[str, int]:
         )
         raise _Reply(413, message, "too_large")
     try:
-        recorded = callback_store.record(
+        return callback_store.record(
             client,
             settings.collection,
             callback,
@@ -218,23 +255,118 @@ def _handle(request: flask.Request, log: dict[str, Any]) -> tuple[str, int]:
             now,
             settings.allow_unregistered,
             timedelta(seconds=settings.ttl_seconds),
+            page_choices=page_choices,
         )
     except Exception as error:
         if callback_store.is_transient(error):
             message = "the callback store is unavailable, retry later"
             raise _Reply(503, message, "unavailable") from error
         raise
-    outcome = recorded.outcome
-    if outcome in OUTCOME_REPLIES:
-        status, message = OUTCOME_REPLIES[outcome]
-        raise _Reply(status, message, outcome.value)
-    if outcome is Outcome.STORED and recorded.forward_url:
+
+
+def _forward(
+    recorded: callback_store.Recorded,
+    callback: Callback,
+    forwarder: Forwarder,
+    log: dict[str, Any],
+) -> None:
+    if recorded.outcome is Outcome.STORED and recorded.forward_url:
         # Stored first, so the caller's 200 stands whatever the forward does:
         # a failed forward is found in Firestore at the end of the wait's slice.
-        ids_fields = {"runID": ids.run_id, "step": ids.step}
+        ids_fields = {"runID": callback.ids.run_id, "step": callback.ids.step}
         result = forwarder.forward(recorded.forward_url, {**callback.payload, **ids_fields})
         log.update(result.log_fields())
-    return outcome.value, 200
+
+
+# --- the page for people ---------------------------------------------------------------
+PAGE_METHODS = ("GET", "HEAD", "POST")
+EXPIRED = "This link has expired or is unknown."
+
+
+def _page(request: flask.Request, log: dict[str, Any]) -> tuple[str, int, flask.Response]:
+    """GET/HEAD render the page and change nothing; POST records the choice."""
+    ids = _checked_ids(request, log, PAGE_METHODS)
+    settings, client, forwarder = _runtime()
+    token = request.args.get("token")
+    if request.method != "POST":
+        outcome, status, page = _show_page(client, settings, ids, token, request.url)
+        return outcome, status, html_response(page, status, head_only=request.method == "HEAD")
+    now = datetime.now(UTC)
+    limit = settings.max_body_bytes
+    try:
+        body = decode_content(
+            request.headers.get("Content-Encoding"), read_body(request, limit), limit
+        )
+    except (BodyTooLarge, DecodedTooLarge):
+        raise _Reply(413, f"the answer is larger than {limit} bytes", "too_large") from None
+    fields = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    choice = fields.get("choice", "")
+    try:
+        callback = parse_callback(request, ids, body, now, value=choice)
+    except (BadRequest, BodyError) as error:
+        raise _Reply(400, str(error), "bad_request") from None
+    recorded = _store(callback, settings, client, now, page_choices=_offered_choices)
+    outcome = recorded.outcome
+    form = _form_of(recorded.stored)
+    if outcome in (Outcome.STORED, Outcome.DUPLICATE) and form is not None:
+        _forward(recorded, callback, forwarder, log)
+        label = form.label_of(choice) or choice
+        page = message_page(form.title, f"Thank you. Your answer was recorded: {label}.")
+        return outcome.value, 200, html_response(page)
+    if outcome is Outcome.INVALID_CHOICE and form is not None:
+        page = message_page(form.title, "That is not one of the choices on this page.")
+        return outcome.value, 400, html_response(page, 400)
+    if outcome is Outcome.CONFLICT and form is not None:
+        stored = recorded.stored or {}
+        label = form.label_of(stored.get("value")) or str(stored.get("value"))
+        page = message_page(form.title, answered_message(label, stored.get("receivedAt")))
+        return outcome.value, 409, html_response(page, 409)
+    return outcome.value, 404, html_response(message_page("Unknown link", EXPIRED), 404)
+
+
+def _show_page(
+    client: firestore.Client, settings: Settings, ids: CallbackIds, token: str | None, url: str
+) -> tuple[str, int, str]:
+    """(outcome, status, page) for a GET: read only, never written."""
+    collection = client.collection(settings.collection)
+    snapshot = collection.document(ids.document_id).get()
+    stored = snapshot.to_dict() if snapshot.exists else None
+    if stored is not None and callback_store.token_matches(stored.get("token"), token):
+        form = _form_of(stored)
+        if form is not None and stored.get("state") == callback_store.WAITING:
+            return "page", 200, form_page(form, url)
+        if form is not None and stored.get("state") == callback_store.RECEIVED:
+            label = form.label_of(stored.get("value")) or str(stored.get("value"))
+            message = answered_message(label, stored.get("receivedAt"))
+            return "page_answered", 200, message_page(form.title, message)
+    if stored is None:
+        # Consumed by the workflow (or expired): the answer record says which.
+        answer = collection.document(ids.document_id + callback_store.ANSWER_SUFFIX).get()
+        record = answer.to_dict() if answer.exists else None
+        if record is not None and callback_store.token_matches(
+            record.get("tokenHash"), callback_store.token_hash(token)
+        ):
+            form = _form_of(record)
+            title = form.title if form else "Already answered"
+            label = (form.label_of(record.get("value")) if form else None) or record.get("value")
+            message = answered_message(str(label), record.get("answeredAt"))
+            return "page_answered", 200, message_page(title, message)
+    return "page_unknown", 404, message_page("Unknown link", EXPIRED)
+
+
+def _form_of(stored: Mapping[str, Any] | None) -> Form | None:
+    text = (stored or {}).get(callback_store.FORM_FIELD)
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return Form.from_json(text)
+    except FormError:
+        return None
+
+
+def _offered_choices(stored: Mapping[str, Any]) -> tuple[str, ...] | None:
+    form = _form_of(stored)
+    return None if form is None else tuple(choice.value for choice in form.choices)
 
 
 def _parse(request: flask.Request, ids: CallbackIds, settings: Settings, now: datetime) -> Callback:
@@ -260,11 +392,16 @@ def _json(body: dict[str, Any], status: int = 200) -> flask.Response:
 
 
 def _error_response(reply: _Reply, request: flask.Request) -> flask.Response:
+    page = is_page_request(request)
     if reply.body_unread:
         return _answer_and_close(reply, request)
-    response = _json({"error": reply.error}, reply.status)
+    if page:
+        # A person never sees raw JSON: the same answer, as a page.
+        response = html_response(message_page("Something went wrong", reply.error), reply.status)
+    else:
+        response = _json({"error": reply.error}, reply.status)
     if reply.status == 405:
-        response.headers["Allow"] = ", ".join(ALLOWED_METHODS)
+        response.headers["Allow"] = ", ".join(PAGE_METHODS if page else ALLOWED_METHODS)
     if reply.status == 503:
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
@@ -281,7 +418,13 @@ def _answer_and_close(reply: _Reply, request: flask.Request) -> flask.Response:
     written, the socket is shut down and gunicorn closes the connection.
     Other servers (werkzeug, in tests) honour ``Connection: close``.
     """
-    body = json.dumps({"error": reply.error}).encode()
+    page = is_page_request(request)
+    if page:
+        # Headers and a page for a person; the connection still closes.
+        template = html_response(message_page("Something went wrong", reply.error), reply.status)
+        body, mimetype = template.get_data(), "text/html"
+    else:
+        body, mimetype = json.dumps({"error": reply.error}).encode(), "application/json"
     connection = request.environ.get("gunicorn.socket")
 
     def answer_then_shut_down() -> Iterator[bytes]:
@@ -290,15 +433,15 @@ def _answer_and_close(reply: _Reply, request: flask.Request) -> flask.Response:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
 
-    response = flask.Response(
-        answer_then_shut_down(), status=reply.status, mimetype="application/json"
-    )
+    response = flask.Response(answer_then_shut_down(), status=reply.status, mimetype=mimetype)
+    if page:
+        response.headers.update(template.headers)
     # A known length, so the answer is complete when its bytes are: no
     # closing chunk has to follow the shutdown.
     response.headers["Content-Length"] = str(len(body))
     response.headers["Connection"] = "close"
     if reply.status == 405:
-        response.headers["Allow"] = ", ".join(ALLOWED_METHODS)
+        response.headers["Allow"] = ", ".join(PAGE_METHODS if page else ALLOWED_METHODS)
     return response
 
 

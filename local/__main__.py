@@ -36,6 +36,8 @@ from local.workflow_runner import load_workflow
 EXAMPLE = Path(__file__).resolve().parent.parent / "workflow" / "example.yaml"
 DEMO_ARGUMENT = {"subject": "Deploy release 1.4.2 to production"}
 DEFAULT_BODY = {"approved": True, "by": "demo"}
+# What getCallbackURL appends for a page for people (a registration with a form).
+PAGE_MARK = "&view=page"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,10 +81,15 @@ def _run(workflow: Path, argument: Any, options: argparse.Namespace) -> int:
         printed_urls.append(url)
         if not options.auto_callback:
             body = json.dumps(options.callback_body, ensure_ascii=False)
-            print("Waiting for you. Call it, for example:", flush=True)
+            if PAGE_MARK in url:
+                print("Waiting for you. Open the page in a browser and choose:", flush=True)
+                print(f"  {url}", flush=True)
+                print("or, as a machine would, call it without view=page:", flush=True)
+            else:
+                print("Waiting for you. Call it, for example:", flush=True)
             print(
                 "  curl -X POST -H 'Content-Type: application/json' "
-                f"-d {shlex.quote(body)} {shlex.quote(url)}",
+                f"-d {shlex.quote(body)} {shlex.quote(url.replace(PAGE_MARK, ''))}",
                 flush=True,
             )
             return
@@ -123,8 +130,18 @@ def _run(workflow: Path, argument: Any, options: argparse.Namespace) -> int:
 
 def _send_callback(url: str, body: Any) -> None:
     try:
-        response = requests.post(url, json=body, timeout=10)
-        print(f"Sent the callback: HTTP {response.status_code} {response.text.strip()}", flush=True)
+        if PAGE_MARK in url:
+            # What a person's click sends: the page's form.
+            answer = {"choice": "approve", "comment": "approved by the demo"}
+            response = requests.post(url, data=answer, timeout=10)
+        else:
+            response = requests.post(url, json=body, timeout=10)
+        shown = (
+            response.text.strip()
+            if response.headers.get("Content-Type", "").startswith("application/json")
+            else f"({response.headers.get('Content-Type')} page)"
+        )
+        print(f"Sent the callback: HTTP {response.status_code} {shown}", flush=True)
     except requests.RequestException as error:
         print(f"Could not send the callback: {error}", file=sys.stderr, flush=True)
 

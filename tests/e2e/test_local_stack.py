@@ -80,9 +80,12 @@ def cli(repo_root) -> Iterator:
 def test_run_waits_for_a_human_who_posts_to_the_printed_url(cli, firestore_emulator_host):
     run = cli("run", "workflow/example.yaml", "--args", '{"subject": "E2E change"}')
     url = run.wait_for("Callback URL:")
+    run.wait_for("Waiting for you. Open the page in a browser")
     run.wait_for("  curl ")
 
-    response = requests.post(url, json={"approved": False, "by": "e2e"}, timeout=10)
+    # The example hands out a page for people; a machine answers without view=page.
+    machine = url.removesuffix("&view=page")
+    response = requests.post(machine, json={"approved": False, "by": "e2e"}, timeout=10)
 
     assert response.status_code == 200
     result = run.result()
@@ -95,7 +98,8 @@ def test_a_human_can_approve_with_a_get_and_a_value(cli, firestore_emulator_host
     run = cli("run", "workflow/example.yaml")
     url = run.wait_for("Callback URL:")
 
-    assert requests.get(url + "&value=approve", timeout=10).status_code == 200
+    machine = url.removesuffix("&view=page")
+    assert requests.get(machine + "&value=approve", timeout=10).status_code == 200
 
     result = run.result()
     assert result["decision"] == "approved"
@@ -111,17 +115,40 @@ def test_the_demo_completes_on_its_own_on_a_fresh_stack(cli):
     assert demo.wait_for("Callback URL:").startswith("http://127.0.0.1:")
     result = demo.result()
     assert result["decision"] == "approved"
-    assert result["callback"]["body"] == {"approved": True, "by": "demo"}
+    # The demo answers on the page, as a person clicking Approve would.
+    assert result["callback"]["value"] == "approve"
+    assert result["callback"]["body"] == {"choice": "approve", "comment": "approved by the demo"}
 
 
-def test_run_sends_the_callback_itself_only_when_asked(cli, firestore_emulator_host):
+OWN_WORKFLOW = """
+main:
+  steps:
+    - url:
+        call: getCallbackURL
+        args: {step: own}
+        result: url
+    - tell:
+        call: sys.log
+        args: {text: '${"call " + url}'}
+    - wait:
+        call: waitForResponse
+        args: {step: own}
+        result: answer
+    - done:
+        return: ${answer}
+"""
+
+
+def test_run_sends_the_callback_itself_only_when_asked(cli, firestore_emulator_host, tmp_path):
+    workflow = tmp_path / "own.yaml"
+    workflow.write_text(OWN_WORKFLOW)
     body = '{"approved": true, "by": "Zo\u00eb \u2713"}'
-    run = cli("run", "workflow/example.yaml", "--auto-callback", "--delay", "0.2",
+    run = cli("run", str(workflow), "--auto-callback", "--delay", "0.2",
               "--callback-body", body)  # fmt: skip
 
     url = run.wait_for("Callback URL:")
     result = run.result()
-    assert result["decision"] == "approved"
+    assert result["body"] == {"approved": True, "by": "Zo\u00eb \u2713"}
     # Text as text, not \u escapes; and the URL once, on its own line.
     output = "\n".join(run.output)
     assert '"by": "Zo\u00eb \u2713"' in output

@@ -433,7 +433,9 @@ class Approver(http.server.BaseHTTPRequestHandler):
         self.received.append(message)
         self.send_response(204)
         self.end_headers()
-        requests.post(message["callbackUrl"], json={"approved": True, "by": "hook"}, timeout=10)
+        # A machine answers the link without the page (view=page).
+        machine_url = message["callbackUrl"].replace("&view=page", "")
+        requests.post(machine_url, json={"approved": True, "by": "hook"}, timeout=10)
 
     def log_message(self, *_args: Any) -> None:
         pass
@@ -485,9 +487,15 @@ def test_the_example_waits_as_long_as_the_stack_says_unless_told(settings, repo_
     assert "timed out after 20" in told.error["message"]
 
 
+def machine(url: str) -> str:
+    """The example hands out its page for people; machines use the URL without view=page."""
+    assert url.endswith("&view=page")
+    return url.removesuffix("&view=page")
+
+
 def test_the_example_workflow_approves_and_rejects(settings, repo_root):
     def answer_with(body: dict[str, Any]) -> Any:
-        return lambda url: requests.post(url, json=body, timeout=10).raise_for_status()
+        return lambda url: requests.post(machine(url), json=body, timeout=10).raise_for_status()
 
     example = repo_root / "workflow" / "example.yaml"
     approved = run_workflow(
@@ -502,7 +510,12 @@ def test_the_example_workflow_approves_and_rejects(settings, repo_root):
     by_value = run_workflow(
         example,
         settings=settings,
-        on_callback_url=lambda url: requests.get(url + "&value=approve", timeout=10),
+        on_callback_url=lambda url: requests.get(machine(url) + "&value=approve", timeout=10),
+    )
+    on_the_page = run_workflow(
+        example,
+        settings=settings,
+        on_callback_url=lambda url: requests.post(url, data={"choice": "reject"}, timeout=10),
     )
 
     assert approved.result["decision"] == "approved"
@@ -512,6 +525,8 @@ def test_the_example_workflow_approves_and_rejects(settings, repo_root):
     assert by_value.result["decision"] == "approved"
     # No argument at all: the example reads a null input with map.get.
     assert by_value.result["subject"] == "Deploy release to production"
+    assert on_the_page.result["decision"] == "rejected"
+    assert on_the_page.result["callback"]["value"] == "reject"
 
 
 def test_binary_and_multipart_bodies_reach_the_workflow_byte_for_byte(settings):

@@ -41,7 +41,7 @@ def forwards_to(api, execution_id: str) -> list[int]:
     ]
 
 
-def run_with_callback(settings, send, **kwargs):
+def run_with_callback(settings, send, workflow=ROUND_TRIP, **kwargs):
     """ROUND_TRIP; ``send(url)`` runs in a thread once the wait has begun awaiting.
 
     So the callback comes during the wait, after waitForResponse's first read:
@@ -69,7 +69,7 @@ def run_with_callback(settings, send, **kwargs):
 
     api.await_callback = await_callback
     try:
-        run = run_workflow(ROUND_TRIP, settings=settings, on_callback_url=on_url, **kwargs)
+        run = run_workflow(workflow, settings=settings, on_callback_url=on_url, **kwargs)
     finally:
         del api.await_callback  # back to the class's method
     for thread in threads:
@@ -372,3 +372,45 @@ def test_an_unknown_delivery_is_a_value_error(push_settings):
 
     assert run.error["tags"] == ["ValueError"]
     assert "delivery must be push or poll" in run.error["message"]
+
+
+def test_a_person_answers_on_the_page_and_the_workflow_gets_the_choice_and_comment(
+    push_settings, callback_api, callbacks
+):
+    form = {
+        "title": "Deploy 1.4?",
+        "choices": [{"value": "approve", "label": "Approve"}, {"value": "reject", "label": "No"}],
+        "allowComment": True,
+    }
+    workflow = {
+        "main": {
+            "steps": [
+                {
+                    "page": {
+                        "call": "getCallbackURL",
+                        "args": {"step": "s", "form": form},
+                        "result": "url",
+                    }
+                },
+                {"wait": {"call": "waitForResponse", "args": {"step": "s"}, "result": "a"}},
+                {"done": {"return": {"url": "${url}", "answer": "${a}"}}},
+            ]
+        }
+    }
+    shown: list[str] = []
+
+    def person(url: str) -> None:
+        shown.append(requests.get(url, timeout=10).text)  # a scanner would stop here
+        requests.post(url, data={"choice": "approve", "comment": "ship it"}, timeout=10)
+
+    run = run_with_callback(push_settings, person, workflow=workflow)
+
+    assert run.error is None, run.error
+    assert run.result["url"].endswith("&view=page")
+    assert "Deploy 1.4?" in shown[0] and 'value="reject"' in shown[0]
+    answer = run.result["answer"]
+    assert answer["value"] == "approve"
+    assert answer["body"] == {"choice": "approve", "comment": "ship it"}
+    assert run.callback_events["forwarded"] == 1
+    revisit = requests.get(run.result["url"], timeout=10)
+    assert "Already answered: Approve" in revisit.text
