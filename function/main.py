@@ -79,6 +79,9 @@ class Settings:
     # they take (see callback_forward.Forwarder).
     forward_origin: str = GOOGLE_ORIGIN
     forward_local_token: str | None = None
+    # Browser origins (https://app.example.com) whose pages may call the
+    # machine URLs (CORS); none by default.
+    allowed_origins: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -93,6 +96,11 @@ class Settings:
             project_number=env.get("CALLBACKS_PROJECT_NUMBER") or None,
             forward_origin=env.get("CALLBACKS_FORWARD_ORIGIN") or cls.forward_origin,
             forward_local_token=env.get("CALLBACKS_FORWARD_LOCAL_TOKEN") or None,
+            allowed_origins=frozenset(
+                origin.strip().rstrip("/")
+                for origin in env.get("CALLBACKS_ALLOWED_ORIGINS", "").split(",")
+                if origin.strip()
+            ),
         )
 
     def forwarder(self) -> Forwarder:
@@ -133,6 +141,14 @@ _runtime_lock = threading.Lock()
 _settings: Settings | None = None
 _client: firestore.Client | None = None
 _forwarder: Forwarder | None = None
+
+
+def _runtime_settings() -> Settings:
+    global _settings
+    with _runtime_lock:
+        if _settings is None:
+            _settings = Settings.from_env()
+        return _settings
 
 
 def _runtime() -> tuple[Settings, firestore.Client, Forwarder]:
@@ -177,6 +193,11 @@ def processEntry(request: flask.Request) -> flask.Response:
     started = time.monotonic()
     log: dict[str, Any] = {"runID": None, "step": None, "method": request.method}
     token = request.args.get("token")
+    origin = _allowed_origin(request)
+    if origin is not None and request.method == "OPTIONS":
+        response = _preflight(origin)
+        _log(request, log, "preflight", response.status_code, started)
+        return response
     try:
         if is_page_request(request):
             outcome, status, response = _page(request, log)
@@ -194,7 +215,40 @@ def processEntry(request: flask.Request) -> flask.Response:
         primary = callback_store.primary_error(error)
         log["error"] = _redact(f"{type(primary).__name__}: {primary}", token)
         log["stack_trace"] = _redact("".join(traceback.format_exception(error)), token)
+    if origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
     _log(request, log, outcome, status, started)
+    return response
+
+
+CORS_MAX_AGE_SECONDS = 600
+
+
+def _allowed_origin(request: flask.Request) -> str | None:
+    """The request's Origin if the stack allows it (CALLBACKS_ALLOWED_ORIGINS), else None."""
+    origin = request.headers.get("Origin")
+    if not origin or is_page_request(request):
+        return None
+    try:
+        settings = _runtime_settings()
+    except ValueError:
+        return None
+    return origin if origin in settings.allowed_origins else None
+
+
+def _preflight(origin: str) -> flask.Response:
+    """The CORS preflight of a browser page on an allowed origin: which calls it may make."""
+    response = flask.Response(status=204)
+    response.headers.update(
+        {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": ", ".join(ALLOWED_METHODS),
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Max-Age": str(CORS_MAX_AGE_SECONDS),
+            "Vary": "Origin",
+        }
+    )
     return response
 
 

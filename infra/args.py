@@ -53,6 +53,7 @@ MAX_DISPLAY_NAME_BYTES = 100
 # Cloud Storage refuses bucket names containing "google" or close misspellings.
 _GOOGLE_LIKE = re.compile(r"g[o0][o0]g[l1][e3]")
 
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 # Firestore takes regions (europe-west1) and multi-regions (nam5, eur3).
 _FIRESTORE_LOCATION = re.compile(r"^([a-z]+-[a-z]+[0-9]+|[a-z]+[0-9]+)$")
@@ -94,6 +95,9 @@ class CallbackBridgeArgs:
     function_cpu: str = "1"
     allow_unauthenticated: bool = True
     allow_unregistered_callbacks: bool = False
+    # Comma-separated browser origins (https://app.example.com) whose pages
+    # may call the callback URLs (CORS). Empty: none, as before.
+    allowed_origins: str = ""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     callbacks_collection: str = DEFAULT_COLLECTION
     # Empty: create a database for this stack. Otherwise the id of a database
@@ -122,6 +126,10 @@ class CallbackBridgeArgs:
     # other stack using it, and destroying this stack would remove it.
     manage_ttl_on_existing_database: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def origins(self) -> list[str]:
+        return [o.strip() for o in self.allowed_origins.split(",") if o.strip()]
 
     @property
     def firestore_location_or_region(self) -> str:
@@ -155,6 +163,12 @@ class CallbackBridgeArgs:
         elif self.function_min_instances > self.function_max_instances:
             problems.append("functionMinInstances must not exceed functionMaxInstances")
         problems += self._instance_problems()
+        for origin in self.origins:
+            if not _ORIGIN.fullmatch(origin):
+                problems.append(
+                    f"allowedOrigins {origin!r} is not an origin like https://app.example.com "
+                    "(scheme and host, an optional port, no path)"
+                )
         if not 0 <= self.iam_propagation_seconds <= 600:
             problems.append("iamPropagationSeconds must be between 0 and 600")
         if self.max_body_bytes <= 0:

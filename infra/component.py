@@ -389,6 +389,7 @@ class CallbackBridge(pulumi.ComponentResource):
                     "CALLBACKS_COLLECTION": args.callbacks_collection,
                     "CALLBACKS_ALLOW_UNREGISTERED": str(args.allow_unregistered_callbacks).lower(),
                     "CALLBACKS_MAX_BODY_BYTES": str(args.max_body_bytes),
+                    "CALLBACKS_ALLOWED_ORIGINS": ",".join(args.origins),
                     "CALLBACKS_TTL_SECONDS": str(args.wait.ttl_seconds),
                     "GOOGLE_CLOUD_PROJECT": args.project,
                     # Push delivery: the receiver forwards only to callback

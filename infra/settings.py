@@ -112,6 +112,9 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "Let anyone call the function URL (callbacks are guarded by their token)."),
     ConfigKey("allowUnregisteredCallbacks", "allow_unregistered_callbacks", bool,
               "Store callbacks nobody registered (no token check)."),
+    ConfigKey("allowedOrigins", "allowed_origins", str,
+              "Comma-separated browser origins whose pages may call the callback URLs (CORS). "
+              "Empty: none."),
     ConfigKey("maxBodyBytes", "max_body_bytes", int,
               "Largest callback body the function accepts (at most 131072: a waiting workflow "
               "must hold the callback in Workflows' 512 KB of memory)."),

@@ -65,6 +65,7 @@ def local_stack(
     collection: str = DEFAULT_COLLECTION,
     wait: WaitSettings = LOCAL_WAIT,
     receiver_log: Path | None = None,
+    allowed_origins: tuple[str, ...] = (),
 ) -> Iterator[LocalStack]:
     """Start (or reuse, if FIRESTORE_EMULATOR_HOST is set) the emulator, serve the receiver
     and the callback endpoints it forwards to (push delivery)."""
@@ -72,7 +73,8 @@ def local_stack(
         firestore_emulator() as host,
         CallbackApi(project, LOCAL_REGION) as callbacks,
         ReceiverServer(
-            receiver_env(host, project, database, collection, wait, callbacks),
+            receiver_env(host, project, database, collection, wait, callbacks)
+            | {"CALLBACKS_ALLOWED_ORIGINS": ",".join(allowed_origins)},
             log_path=receiver_log,
         ) as receiver,
     ):

@@ -66,3 +66,18 @@ def firestore_client(
     )
     yield client
     client.close()
+
+
+BROWSER_SKIP = "browser tests did not run"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say it in so many words when the browser tests were skipped: never a quiet pass."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if any(BROWSER_SKIP in str(getattr(report, "longrepr", "")) for report in skipped):
+        terminalreporter.write_line(
+            "THE BROWSER TESTS DID NOT RUN: install chromium and chromedriver "
+            "(apt-get install chromium chromium-driver), then run make test again.",
+            red=True,
+            bold=True,
+        )

@@ -85,6 +85,7 @@ def test_function_is_a_gen2_python_function_with_the_contract_environment(deploy
         "CALLBACKS_COLLECTION": "workflow_callbacks",
         "CALLBACKS_ALLOW_UNREGISTERED": "false",
         "CALLBACKS_MAX_BODY_BYTES": "65536",
+        "CALLBACKS_ALLOWED_ORIGINS": "",
         "CALLBACKS_TTL_SECONDS": "604800",
         "GOOGLE_CLOUD_PROJECT": "my-project",
         "CALLBACKS_REGION": "europe-west1",
@@ -122,6 +123,18 @@ def test_function_settings_come_from_stack_config(deploy) -> None:
     assert env["CALLBACKS_MAX_BODY_BYTES"] == "1024"
     assert env["CALLBACKS_COLLECTION"] == "approvals"
     assert env["CALLBACKS_TTL_SECONDS"] == "90000"
+
+
+def test_allowed_origins_reach_the_function(deploy) -> None:
+    service = (
+        deploy(config={"allowedOrigins": "https://a.example, https://b.example"})
+        .one(FUNCTION)
+        .inputs["serviceConfig"]
+    )
+
+    assert service["environmentVariables"]["CALLBACKS_ALLOWED_ORIGINS"] == (
+        "https://a.example,https://b.example"
+    )
 
 
 def test_apis_are_enabled_and_left_enabled_on_destroy(deploy) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -272,3 +273,13 @@ def test_a_project_id_starting_with_goog_is_refused_for_the_bucket() -> None:
     assert build_args("goodwill-goog", "europe-west1", "dev", {}).project == "goodwill-goog"
     with pytest.raises(SettingsError, match="starts with 'goog'"):
         build_args("goog-analytics", "europe-west1", "dev", {})
+
+
+def test_allowed_origins_reach_the_receiver_and_bad_ones_are_refused() -> None:
+    args = _args(allowedOrigins="https://app.example.com, http://127.0.0.1:8080")
+    assert args.origins == ["https://app.example.com", "http://127.0.0.1:8080"]
+
+    with pytest.raises(SettingsError, match=re.escape("allowedOrigins 'https://app.example.com/")):
+        _args(allowedOrigins="https://app.example.com/path")
+    with pytest.raises(SettingsError, match=re.escape("allowedOrigins '*'")):
+        _args(allowedOrigins="*")
