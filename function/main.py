@@ -209,7 +209,11 @@ def processEntry(request: flask.Request) -> flask.Response:
         response = _error_response(reply, request)
     except Exception as error:
         outcome, status = "error", 500
-        response = _json({"error": "internal error"}, 500)
+        if is_page_request(request):
+            page = message_page("Something went wrong", "Please try again in a minute.")
+            response = html_response(page, 500)
+        else:
+            response = _json({"error": "internal error"}, 500)
         # What failed first: an error raised while handling it (a failed
         # rollback) is in the stack trace too.
         primary = callback_store.primary_error(error)

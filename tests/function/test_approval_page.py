@@ -164,3 +164,13 @@ def test_machine_callers_keep_the_seed_compatible_get(client, callbacks):
     assert response.status_code == 200
     assert response.get_json()["status"] == "received"
     assert callbacks.document("run-1_approve").get().get("value") == "approve"
+
+
+def test_an_unexpected_error_is_a_page_too(make_client):
+    client = make_client(CALLBACKS_MAX_BODY_BYTES="lots")  # every request fails: 500
+
+    response = client.get(page_url())
+
+    assert response.status_code == 500
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "Something went wrong" in response.get_data(as_text=True)

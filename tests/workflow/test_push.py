@@ -414,3 +414,27 @@ def test_a_person_answers_on_the_page_and_the_workflow_gets_the_choice_and_comme
     assert run.callback_events["forwarded"] == 1
     revisit = requests.get(run.result["url"], timeout=10)
     assert "Already answered: Approve" in revisit.text
+
+
+def test_the_same_step_again_without_form_gives_the_machine_url(push_settings):
+    form = {"title": "T", "choices": [{"value": "ok", "label": "OK"}]}
+    workflow = {
+        "main": {
+            "steps": [
+                {
+                    "p": {
+                        "call": "getCallbackURL",
+                        "args": {"step": "m", "form": form},
+                        "result": "p",
+                    }
+                },
+                {"m": {"call": "getCallbackURL", "args": {"step": "m"}, "result": "u"}},
+                {"done": {"return": {"page": "${p}", "machine": "${u}"}}},
+            ]
+        }
+    }
+
+    run = run_workflow(workflow, settings=push_settings)
+
+    assert run.error is None, run.error
+    assert run.result["page"] == run.result["machine"] + "&view=page"
