@@ -28,6 +28,7 @@ from google.cloud import firestore
 import callback_store
 import contract
 from approval_page import (
+    MAX_COMMENT_CHARS,
     Form,
     FormError,
     answered_message,
@@ -347,7 +348,10 @@ def _page(request: flask.Request, log: dict[str, Any]) -> tuple[str, int, flask.
     settings, client, forwarder = _runtime()
     token = request.args.get("token")
     if request.method != "POST":
-        outcome, status, page = _show_page(client, settings, ids, token, request.url)
+        # Relative: behind Cloud Run's TLS proxy the app may see http://, and
+        # an absolute http action on an https page would be blocked.
+        action = "?" + request.query_string.decode("latin-1")
+        outcome, status, page = _show_page(client, settings, ids, token, action)
         return outcome, status, html_response(page, status, head_only=request.method == "HEAD")
     now = datetime.now(UTC)
     limit = settings.max_body_bytes
@@ -359,6 +363,9 @@ def _page(request: flask.Request, log: dict[str, Any]) -> tuple[str, int, flask.
         raise _Reply(413, f"the answer is larger than {limit} bytes", "too_large") from None
     fields = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     choice = fields.get("choice", "")
+    if len(fields.get("comment", "")) > MAX_COMMENT_CHARS:
+        message = f"the comment is longer than {MAX_COMMENT_CHARS} characters"
+        raise _Reply(400, message, "bad_request")
     try:
         callback = parse_callback(request, ids, body, now, value=choice)
     except (BadRequest, BodyError) as error:
@@ -383,7 +390,7 @@ def _page(request: flask.Request, log: dict[str, Any]) -> tuple[str, int, flask.
 
 
 def _show_page(
-    client: firestore.Client, settings: Settings, ids: CallbackIds, token: str | None, url: str
+    client: firestore.Client, settings: Settings, ids: CallbackIds, token: str | None, action: str
 ) -> tuple[str, int, str]:
     """(outcome, status, page) for a GET: read only, never written."""
     collection = client.collection(settings.collection)
@@ -392,7 +399,7 @@ def _show_page(
     if stored is not None and callback_store.token_matches(stored.get("token"), token):
         form = _form_of(stored)
         if form is not None and stored.get("state") == callback_store.WAITING:
-            return "page", 200, form_page(form, url)
+            return "page", 200, form_page(form, action)
         if form is not None and stored.get("state") == callback_store.RECEIVED:
             label = form.label_of(stored.get("value")) or str(stored.get("value"))
             message = answered_message(label, stored.get("receivedAt"))

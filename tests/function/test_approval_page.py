@@ -174,3 +174,25 @@ def test_an_unexpected_error_is_a_page_too(make_client):
     assert response.status_code == 500
     assert response.headers["Content-Type"] == "text/html; charset=utf-8"
     assert "Something went wrong" in response.get_data(as_text=True)
+
+
+def test_the_form_posts_to_a_relative_url_so_https_stays_https(client, callbacks):
+    # Behind Cloud Run's TLS proxy the app may see http://; an absolute
+    # http:// action on an https page would be blocked (and leak the token).
+    register_page(callbacks)
+
+    html = client.get(page_url(), base_url="http://behind-the-proxy").get_data(as_text=True)
+
+    assert 'action="?runID=run-1&amp;step=approve&amp;token=t0ken&amp;view=page"' in html
+    assert "http://behind-the-proxy" not in html
+
+
+def test_a_comment_over_the_limit_is_refused_and_nothing_is_recorded(client, callbacks):
+    register_page(callbacks)
+
+    response = answer(client, "approve", comment="x" * 2_001)
+
+    assert response.status_code == 400
+    assert "longer than 2000 characters" in response.get_data(as_text=True)
+    assert callbacks.document("run-1_approve").get().get("state") == "WAITING"
+    assert answer(client, "approve", comment="x" * 2_000).status_code == 200
