@@ -17,6 +17,7 @@ from werkzeug.wrappers import Request
 
 import contract
 from callback_body import BodyError, store_body
+from registration import CAPABILITY_PARAMS, FORWARD_PARAM, REGISTERED_AT_PARAM, TOKEN_PARAM
 
 RUN_ID_PATTERN = re.compile(contract.RUN_ID_PATTERN)
 STEP_PATTERN = re.compile(contract.STEP_PATTERN)
@@ -66,6 +67,11 @@ class Callback:
     value: str | None
     payload: dict[str, Any]
     fingerprint: str
+    # With the token, what the URL says about the registration (see
+    # registration.py): when its callback document was created, and the
+    # push endpoint. Untrusted until a Commit's preconditions prove them.
+    registered_at: str | None = None
+    forward_param: str | None = None
 
 
 def parse_ids(args: MultiDict[str, str]) -> CallbackIds:
@@ -114,9 +120,10 @@ def parse_callback(
 
     ``value`` is the query's ``value`` unless given (the choice made on the page).
     """
-    token = request.args.get("token") or None
+    token = request.args.get(TOKEN_PARAM) or None
     value = request.args.get("value") if value is None else value
-    query = _multidict_to_map(request.args, drop=("token",))
+    # The token, reg and cb are the caller's credential, not its message.
+    query = _multidict_to_map(request.args, drop=CAPABILITY_PARAMS)
     content_type = request.headers.get("Content-Type")
     try:
         stored = store_body(request.mimetype, request.mimetype_params, body)
@@ -138,6 +145,8 @@ def parse_callback(
         value=value,
         payload=payload,
         fingerprint=fingerprint(request.method, query, content_type, body, value),
+        registered_at=request.args.get(REGISTERED_AT_PARAM) or None,
+        forward_param=request.args.get(FORWARD_PARAM) or None,
     )
 
 

@@ -1,15 +1,20 @@
-"""Store a callback in Firestore: one transaction decides and writes.
+"""Store a callback in Firestore: one blind Commit decides and writes.
 
-The decision (`decide`) is a pure function of the stored document; the
-transaction around it makes read-check-write atomic, so of two concurrent
-callbacks for one id exactly one is stored (Firestore aborts the other's
-commit and the client library reruns it, which then sees RECEIVED).
+The happy path is one RPC, like the seed's single ``set``, and keeps every
+check (docs/protocol.md, "One Commit"): the Commit's preconditions make the
+decision (registration.py explains the layout). Only when a precondition
+fails (a retry, a conflict, a wrong token) or the URL lacks what the blind
+Commit needs (a registration from before the key layout, a page answer,
+which must be checked against the page's choices) does the receiver read
+the callback document, decide (``decide``) and write with a precondition on
+the version it read: optimistic concurrency, without a transaction. Of two
+concurrent callbacks for one id exactly one is stored, because the other's
+precondition then fails and its re-read sees RECEIVED.
 """
 
 from __future__ import annotations
 
 import enum
-import functools
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
@@ -17,21 +22,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from google.api_core import exceptions, gapic_v1
+from google.api_core import exceptions
 from google.api_core import retry as retries
 from google.cloud import firestore
 
 from callback_request import Callback
-
-WAITING = "WAITING"
-RECEIVED = "RECEIVED"
-# Where getCallbackURL records the execution's native callback endpoint.
-FORWARD_URL_FIELD = "forwardUrl"
-# Where getCallbackURL records the page's form (JSON text; "" for none).
-FORM_FIELD = "form"
-# The id of the record a page answer leaves beside its callback: "." cannot
-# occur in a step, so it never names a callback document.
-ANSWER_SUFFIX = ".answer"
+from registration import (
+    ANSWER_SUFFIX,
+    FORM_FIELD,
+    FORWARD_URL_FIELD,
+    KEY_FIELD,
+    RECEIVED,
+    WAITING,
+    key_document_id,
+    parse_registered_at,
+)
 
 # Firestore calls are bounded so that a database we cannot reach turns into a
 # 503 within seconds, instead of the client library's defaults (each call
@@ -49,22 +54,8 @@ RPC_RETRY = retries.Retry(
         exceptions.ServiceUnavailable,
     ),
 )
-# Rollback is best effort (an abandoned transaction expires by itself), so it
-# must not add another full retry budget to a failing request.
-ROLLBACK_TIMEOUT_SECONDS = 1.0
-BOUNDED_RPCS: dict[str, tuple[retries.Retry | None, float]] = {
-    "begin_transaction": (RPC_RETRY, RPC_TIMEOUT_SECONDS),
-    "batch_get_documents": (RPC_RETRY, RPC_TIMEOUT_SECONDS),
-    "run_query": (RPC_RETRY, RPC_TIMEOUT_SECONDS),
-    # Never retried here: a commit whose answer was lost may have been
-    # applied, and resending a transaction's commit then meets a finished
-    # transaction (INVALID_ARGUMENT, a 500). Its timeout becomes a 503; the
-    # caller's retry then finds the stored callback and gets 200.
-    "commit": (None, RPC_TIMEOUT_SECONDS),
-    "rollback": (None, ROLLBACK_TIMEOUT_SECONDS),
-}
-# Attempts of the whole transaction when it loses a race (ABORTED).
-TRANSACTION_ATTEMPTS = 5
+# Rounds of read-decide-write when the document keeps changing under us.
+ATTEMPTS = 5
 
 # Errors that mean "Firestore is unreachable or overloaded right now": the
 # caller should retry later (503), as opposed to a bug or misconfiguration.
@@ -76,14 +67,18 @@ TRANSIENT_ERRORS = (
     exceptions.ResourceExhausted,
     exceptions.Aborted,
 )
-
-
-# What Firestore says (INVALID_ARGUMENT) when a transaction ended under us:
-# the emulator's words, and Firestore's.
-TRANSACTION_GONE_MESSAGES = (
-    "transaction is not active",
-    "transaction has expired or is no longer valid",
+# What a Commit raises when one of its preconditions fails: a document that
+# must exist does not (NOT_FOUND), one that must not exists (ALREADY_EXISTS),
+# or one changed since the version named (FAILED_PRECONDITION).
+PRECONDITION_FAILED = (
+    exceptions.NotFound,
+    exceptions.AlreadyExists,
+    exceptions.FailedPrecondition,
 )
+
+
+class ContentionError(exceptions.Aborted):
+    """The document changed under every attempt (a 503: the caller retries)."""
 
 
 class Outcome(enum.Enum):
@@ -100,96 +95,9 @@ class Outcome(enum.Enum):
     INVALID_CHOICE = "invalid_choice"
 
 
-class _BoundedFirestoreApi:
-    """The generated Firestore API client, with our retry and timeout as defaults.
-
-    Transactions call begin/commit/rollback without retry or timeout
-    arguments, so the only place to bound them is the API object they use.
-    """
-
-    def __init__(self, api: Any) -> None:
-        self._api = api
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._api, name)
-        if name not in BOUNDED_RPCS:
-            return attribute
-        retry, timeout = BOUNDED_RPCS[name]
-        return _with_defaults(attribute, retry, timeout)
-
-
-def _with_defaults(rpc: Callable[..., Any], retry: Any, timeout: float) -> Callable[..., Any]:
-    @functools.wraps(rpc)
-    def bounded(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("retry", gapic_v1.method.DEFAULT) is gapic_v1.method.DEFAULT:
-            kwargs["retry"] = retry
-        if kwargs.get("timeout", gapic_v1.method.DEFAULT) is gapic_v1.method.DEFAULT:
-            kwargs["timeout"] = timeout
-        return rpc(*args, **kwargs)
-
-    return bounded
-
-
-class BoundedClient(firestore.Client):
-    """A Firestore client whose every call gives up within a few seconds."""
-
-    _bounded_api: _BoundedFirestoreApi | None = None
-
-    @property
-    def _firestore_api(self) -> Any:
-        if self._bounded_api is None:
-            self._bounded_api = _BoundedFirestoreApi(super()._firestore_api)
-        return self._bounded_api
-
-
 def is_transient(error: BaseException) -> bool:
-    """Whether Firestore being unavailable or contended caused this error (a 503).
-
-    Judged by the primary error only (``primary_error``): a bug whose
-    rollback then timed out is the bug, a 500, not a 503 that callers would
-    retry forever.
-    """
-    primary = primary_error(error)
-    if isinstance(primary, TRANSIENT_ERRORS) or _transaction_gone(primary):
-        return True
-    # The client library's "failed after N attempts": every attempt lost a race.
-    return isinstance(primary, ValueError) and isinstance(primary.__cause__, exceptions.Aborted)
-
-
-def primary_error(error: BaseException) -> BaseException:
-    """The error that made the request fail, not one raised while handling it.
-
-    When the function inside a transaction fails, the client library rolls
-    back; if the rollback fails too, that error is raised with the first as
-    its ``__context__``. Explicit wrapping (``raise X from Y``) is kept: X says
-    what failed.
-    """
-    seen = {id(error)}
-    while (
-        error.__cause__ is None
-        and not error.__suppress_context__
-        and error.__context__ is not None
-        and id(error.__context__) not in seen
-    ):
-        error = error.__context__
-        seen.add(id(error))
-    return error
-
-
-def _transaction_gone(error: BaseException) -> bool:
-    """INVALID_ARGUMENT because our transaction ended under us.
-
-    Firestore answers so when a transaction expired or was already finished
-    (say, a commit whose first answer was lost under load). Whether that
-    commit was applied is unknown, so the caller must retry (503): its retry
-    finds the stored callback and gets 200, or stores it. Seen in the full
-    ingest benchmark at 1 in 5,000 callbacks. Only the known messages count:
-    any other INVALID_ARGUMENT is a bug (500).
-    """
-    message = str(error).lower()
-    return isinstance(error, exceptions.InvalidArgument) and any(
-        known in message for known in TRANSACTION_GONE_MESSAGES
-    )
+    """Whether Firestore being unavailable or contended caused this error (a 503)."""
+    return isinstance(error, TRANSIENT_ERRORS)
 
 
 def decide(
@@ -253,11 +161,28 @@ class Recorded:
     """What ``record`` decided, and where to push the callback (push delivery)."""
 
     outcome: Outcome
-    # The registration's native callback endpoint (getCallbackURL, push
-    # delivery); None for polling registrations and unregistered callbacks.
+    # The execution's callback endpoint to forward to, set only when this
+    # request must forward: it stored the callback (or may have: see
+    # ``record``). None for polling registrations and unregistered callbacks.
     forward_url: str | None = None
-    # The registration as read (page answers show what was answered).
+    # The callback document as read, when it was read (page answers show
+    # what was answered); None on the one-Commit path.
     stored: Mapping[str, Any] | None = None
+    # Firestore RPCs this request made: 1 on the happy path.
+    firestore_calls: int = 0
+
+
+PageChoices = Callable[[Mapping[str, Any]], tuple[str, ...] | None]
+
+
+@dataclass
+class _Attempt:
+    """What one ``record`` call has done so far."""
+
+    calls: int = 0
+    # A Commit failed without an answer (a timeout, say): it may have been
+    # applied, so a stored callback with our fingerprint may be ours.
+    ambiguous: bool = False
 
 
 def record(
@@ -268,22 +193,90 @@ def record(
     now: datetime,
     allow_unregistered: bool,
     ttl: timedelta,
-    page_choices: Callable[[Mapping[str, Any]], tuple[str, ...] | None] | None = None,
+    page_choices: PageChoices | None = None,
 ) -> Recorded:
-    """Decide and write in one transaction; raises on Firestore errors.
+    """Decide and write, in one Commit when the URL allows; raises on Firestore errors.
 
     ``page_choices`` marks an answer from the page for people: given the
     stored registration it returns the values the page offers (None: it has
-    no page), and the callback's value must be one of them. A stored page
-    answer also leaves a small record beside the callback (ANSWER_SUFFIX),
-    so the page can say "already answered" after the workflow has consumed it.
+    no page), and the callback's value must be one of them, so page answers
+    always read first. A stored page answer also leaves a small record
+    beside the callback (ANSWER_SUFFIX), so the page can say "already
+    answered" after the workflow has consumed it.
     """
-    reference = client.collection(collection).document(callback.ids.document_id)
-    answer = client.collection(collection).document(callback.ids.document_id + ANSWER_SUFFIX)
+    callbacks = client.collection(collection)
+    attempt = _Attempt()
+    received = received_fields(callback, payload_json, now)
+    if page_choices is None:
+        batch = _blind_commit(client, callbacks, callback, received, now, ttl, allow_unregistered)
+        if batch is not None:
+            try:
+                attempt.calls += 1
+                batch.commit(retry=None, timeout=RPC_TIMEOUT_SECONDS)
+            except PRECONDITION_FAILED:
+                pass
+            except TRANSIENT_ERRORS:
+                attempt.ambiguous = True
+            else:
+                forward_url = callback.forward_param if callback.token else None
+                return Recorded(Outcome.STORED, forward_url or None, None, attempt.calls)
+    return _read_decide_write(
+        client, callbacks, callback, received, now, ttl, allow_unregistered, page_choices, attempt
+    )
 
-    @firestore.transactional
-    def decide_and_write(transaction: firestore.Transaction) -> Recorded:
-        snapshot = reference.get(transaction=transaction)
+
+def _blind_commit(
+    client: firestore.Client,
+    callbacks: firestore.CollectionReference,
+    callback: Callback,
+    received: dict[str, Any],
+    now: datetime,
+    ttl: timedelta,
+    allow_unregistered: bool,
+) -> firestore.WriteBatch | None:
+    """The one Commit that stores ``callback`` if it may, or None if the URL cannot tell.
+
+    Registered: delete the key document (must exist: it proves the token and
+    the endpoint, and that nothing was stored since) and update the callback
+    document if it is the version created at ``reg`` (this registration, not
+    a later one of the same step). Unregistered: create the document.
+    """
+    document_id = callback.ids.document_id
+    batch = client.batch()
+    if callback.token:
+        registered_at = parse_registered_at(callback.registered_at)
+        if registered_at is None:
+            return None
+        key = key_document_id(document_id, callback.token, callback.forward_param or "")
+        batch.delete(callbacks.document(key), option=client.write_option(exists=True))
+        batch.update(
+            callbacks.document(document_id),
+            received,
+            option=client.write_option(last_update_time=registered_at),
+        )
+        return batch
+    if allow_unregistered:
+        batch.create(callbacks.document(document_id), _first_receipt(received, now, ttl))
+        return batch
+    return None
+
+
+def _read_decide_write(
+    client: firestore.Client,
+    callbacks: firestore.CollectionReference,
+    callback: Callback,
+    received: dict[str, Any],
+    now: datetime,
+    ttl: timedelta,
+    allow_unregistered: bool,
+    page_choices: PageChoices | None,
+    attempt: _Attempt,
+) -> Recorded:
+    """Read the callback document, decide, and write if it is still the version read."""
+    reference = callbacks.document(callback.ids.document_id)
+    for _ in range(ATTEMPTS):
+        attempt.calls += 1
+        snapshot = reference.get(retry=RPC_RETRY, timeout=RPC_TIMEOUT_SECONDS)
         stored = snapshot.to_dict() if snapshot.exists else None
         outcome = decide(stored, callback, allow_unregistered)
         if page_choices is not None and outcome in (Outcome.STORED, Outcome.DUPLICATE):
@@ -292,9 +285,25 @@ def record(
                 outcome = Outcome.NOT_REGISTERED
             elif callback.value not in choices:
                 outcome = Outcome.INVALID_CHOICE
-        if outcome is Outcome.STORED and page_choices is not None:
-            transaction.set(
-                answer,
+        forward_url = _endpoint_of(stored)
+        if outcome is Outcome.DUPLICATE and attempt.ambiguous:
+            # Our own Commit may have stored it without our hearing back:
+            # forward it (a second forward of one callback is never read).
+            return Recorded(outcome, forward_url, stored, attempt.calls)
+        if outcome is not Outcome.STORED:
+            return Recorded(outcome, None, stored, attempt.calls)
+        batch = client.batch()
+        if stored is None:
+            batch.create(reference, _first_receipt(received, now, ttl))
+        else:
+            option = client.write_option(last_update_time=snapshot.update_time)
+            batch.update(reference, received, option=option)
+            key = stored.get(KEY_FIELD)
+            if isinstance(key, str) and key:
+                batch.delete(callbacks.document(key))
+        if page_choices is not None:
+            batch.set(
+                callbacks.document(callback.ids.document_id + ANSWER_SUFFIX),
                 {
                     "value": callback.value,
                     FORM_FIELD: (stored or {}).get(FORM_FIELD),
@@ -303,18 +312,30 @@ def record(
                     "expireAt": (stored or {}).get("expireAt") or now + ttl,
                 },
             )
-        if outcome is Outcome.STORED:
-            fields = received_fields(callback, payload_json, now)
-            if stored is None:
-                fields |= {"createdAt": now, "expireAt": now + ttl}
-                transaction.create(reference, fields)
-            else:
-                transaction.update(reference, fields)
-        forward_url = (stored or {}).get(FORWARD_URL_FIELD)
-        return Recorded(
-            outcome,
-            forward_url if isinstance(forward_url, str) and forward_url else None,
-            stored,
-        )
+        try:
+            attempt.calls += 1
+            batch.commit(retry=None, timeout=RPC_TIMEOUT_SECONDS)
+        except PRECONDITION_FAILED:
+            continue
+        except TRANSIENT_ERRORS:
+            attempt.ambiguous = True
+            continue
+        return Recorded(Outcome.STORED, forward_url, stored, attempt.calls)
+    raise ContentionError(
+        f"{callback.ids.document_id} changed under each of {ATTEMPTS} attempts to store it"
+    )
 
-    return decide_and_write(client.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+
+def read(reference: firestore.DocumentReference) -> firestore.DocumentSnapshot:
+    """One bounded read (the page's GET)."""
+    return reference.get(retry=RPC_RETRY, timeout=RPC_TIMEOUT_SECONDS)
+
+
+def _first_receipt(received: dict[str, Any], now: datetime, ttl: timedelta) -> dict[str, Any]:
+    """An unregistered callback's document: it expires like a registration."""
+    return {**received, "createdAt": now, "expireAt": now + ttl}
+
+
+def _endpoint_of(stored: Mapping[str, Any] | None) -> str | None:
+    forward_url = (stored or {}).get(FORWARD_URL_FIELD)
+    return forward_url if isinstance(forward_url, str) and forward_url else None

@@ -160,9 +160,7 @@ def _runtime() -> tuple[Settings, firestore.Client, Forwarder]:
         if _forwarder is None:
             _forwarder = _settings.forwarder()
         if _client is None:
-            _client = callback_store.BoundedClient(
-                project=_settings.project, database=_settings.database
-            )
+            _client = firestore.Client(project=_settings.project, database=_settings.database)
         return _settings, _client, _forwarder
 
 
@@ -215,10 +213,7 @@ def processEntry(request: flask.Request) -> flask.Response:
             response = html_response(page, 500)
         else:
             response = _json({"error": "internal error"}, 500)
-        # What failed first: an error raised while handling it (a failed
-        # rollback) is in the stack trace too.
-        primary = callback_store.primary_error(error)
-        log["error"] = _redact(f"{type(primary).__name__}: {primary}", token)
+        log["error"] = _redact(f"{type(error).__name__}: {error}", token)
         log["stack_trace"] = _redact("".join(traceback.format_exception(error)), token)
     if origin is not None:
         response.headers["Access-Control-Allow-Origin"] = origin
@@ -264,6 +259,7 @@ def _handle(request: flask.Request, log: dict[str, Any]) -> tuple[str, int]:
     callback = _parse(request, ids, settings, now)
     recorded = _store(callback, settings, client, now)
     outcome = recorded.outcome
+    log["firestoreCalls"] = recorded.firestore_calls
     if outcome in OUTCOME_REPLIES:
         status, message = OUTCOME_REPLIES[outcome]
         raise _Reply(status, message, outcome.value)
@@ -329,7 +325,7 @@ def _forward(
     forwarder: Forwarder,
     log: dict[str, Any],
 ) -> None:
-    if recorded.outcome is Outcome.STORED and recorded.forward_url:
+    if recorded.forward_url:
         # Stored first, so the caller's 200 stands whatever the forward does:
         # a failed forward is found in Firestore at the end of the wait's slice.
         ids_fields = {"runID": callback.ids.run_id, "step": callback.ids.step}
@@ -372,6 +368,7 @@ def _page(request: flask.Request, log: dict[str, Any]) -> tuple[str, int, flask.
         raise _Reply(400, str(error), "bad_request") from None
     recorded = _store(callback, settings, client, now, page_choices=_offered_choices)
     outcome = recorded.outcome
+    log["firestoreCalls"] = recorded.firestore_calls
     form = _form_of(recorded.stored)
     if outcome in (Outcome.STORED, Outcome.DUPLICATE) and form is not None:
         _forward(recorded, callback, forwarder, log)
@@ -394,7 +391,7 @@ def _show_page(
 ) -> tuple[str, int, str]:
     """(outcome, status, page) for a GET: read only, never written."""
     collection = client.collection(settings.collection)
-    snapshot = collection.document(ids.document_id).get()
+    snapshot = callback_store.read(collection.document(ids.document_id))
     stored = snapshot.to_dict() if snapshot.exists else None
     if stored is not None and callback_store.token_matches(stored.get("token"), token):
         form = _form_of(stored)
@@ -406,7 +403,9 @@ def _show_page(
             return "page_answered", 200, message_page(form.title, message)
     if stored is None:
         # Consumed by the workflow (or expired): the answer record says which.
-        answer = collection.document(ids.document_id + callback_store.ANSWER_SUFFIX).get()
+        answer = callback_store.read(
+            collection.document(ids.document_id + callback_store.ANSWER_SUFFIX)
+        )
         record = answer.to_dict() if answer.exists else None
         if record is not None and callback_store.token_matches(
             record.get("tokenHash"), callback_store.token_hash(token)

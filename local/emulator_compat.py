@@ -58,6 +58,12 @@ Patched here, by ``real_workflows_semantics()``:
 6. ``library["null"]``, 7. ``library["true"]``, 8. ``library["false"]``: the
    Workflows literals are undefined names (a SyntaxError). Canaries:
    test_workflows_literal_is_undefined[null], [true] and [false].
+18. ``library["hash"]``: upstream has no ``hash`` module; Workflows'
+   ``hash.compute_checksum(data, algorithm)`` (bytes in, bytes out; MD5,
+   SHA1, SHA224, SHA256, SHA384, SHA512) computes the registration's key.
+   Canary: test_hash_module_is_missing.
+
+(18 was added after 9-17, hence its number.)
 
 Patched by the runner (``_patched_emulator``) for one run; 9-14 are hooks, not
 gaps, and 15-16 are hooks that also close gaps:
@@ -110,8 +116,10 @@ difference runs differently here than on Workflows.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 from workflows_emulator import main as emulator
@@ -212,6 +220,28 @@ def patched_item(mapping: dict[str, Any], key: str, value: Any) -> Iterator[None
             mapping[key] = original
 
 
+HASH_ALGORITHMS = {
+    "MD5": "md5",
+    "SHA1": "sha1",
+    "SHA224": "sha224",
+    "SHA256": "sha256",
+    "SHA384": "sha384",
+    "SHA512": "sha512",
+}
+
+
+def compute_checksum(data: Any, algorithm: Any) -> bytes:
+    """Workflows' hash.compute_checksum: TypeError and ValueError as documented."""
+    if not isinstance(data, bytes) or not isinstance(algorithm, str):
+        raise TypeError("hash.compute_checksum: data must be bytes and algorithm a string")
+    if algorithm not in HASH_ALGORITHMS:
+        raise ValueError(f"hash.compute_checksum: unsupported algorithm {algorithm!r}")
+    return hashlib.new(HASH_ALGORITHMS[algorithm], data).digest()
+
+
+HASH_MODULE = SimpleNamespace(compute_checksum=compute_checksum)
+
+
 @contextlib.contextmanager
 def real_workflows_semantics() -> Iterator[None]:
     library = render.STANDARD_LIBRARY
@@ -223,4 +253,5 @@ def real_workflows_semantics() -> Iterator[None]:
         stack.enter_context(patched_item(library, "default", default))
         for literal, value in (("null", None), ("true", True), ("false", False)):
             stack.enter_context(patched_item(library, literal, value))
+        stack.enter_context(patched_item(library, "hash", HASH_MODULE))
         yield

@@ -2,8 +2,8 @@
 
 workflows-emulator sends ``googleapis.firestore.v1...`` connector calls to the
 real Firestore REST API. The emulators on this machine speak gRPC only, so this
-bridge answers the three REST methods the subworkflows use (``get``,
-``createDocument``, ``delete``) with gRPC calls. REST and gRPC share the same
+bridge answers the four REST methods the subworkflows use (``get``,
+``createDocument``, ``delete``, ``commit``) with gRPC calls. REST and gRPC share the same
 protos, so ``google.protobuf.json_format`` converts documents both ways, and
 errors become ``requests.HTTPError`` with the HTTP status and the Google error
 body Firestore's REST API gives; workflows-emulator turns those into Workflows
@@ -34,11 +34,12 @@ from google.cloud.firestore_v1.services.firestore import FirestoreClient
 from google.cloud.firestore_v1.services.firestore.transports import FirestoreGrpcTransport
 from google.cloud.firestore_v1.types import common as common_types
 from google.cloud.firestore_v1.types import document as document_types
+from google.cloud.firestore_v1.types import firestore as firestore_types
 from google.cloud.firestore_v1.types import write as write_types
 from google.protobuf import json_format, timestamp_pb2
 
 CONNECTOR_PREFIX = "googleapis.firestore.v1.projects.databases.documents."
-METHODS = ("get", "createDocument", "delete")
+METHODS = ("get", "createDocument", "delete", "commit")
 REST_ROOT = "https://firestore.googleapis.com/v1/"
 
 # The emulators accept this as an all-powerful credential (rules are bypassed),
@@ -126,7 +127,7 @@ class FirestoreRestBridge:
             self.calls[method] += 1
             faults = self._faults.get(method)
             fault = faults.pop(0) if faults else None
-        resource = args.get("name") or args.get("parent") or ""
+        resource = args.get("name") or args.get("parent") or args.get("database") or ""
         if fault is not None and not fault.after_applying:
             raise fault.error(resource)
         handler = getattr(self, "_" + method)
@@ -141,7 +142,7 @@ class FirestoreRestBridge:
             raise fault.error(resource)
         return answer
 
-    # -- the three REST methods ------------------------------------------
+    # -- the four REST methods -------------------------------------------
 
     def _get(self, args: dict[str, Any]) -> dict[str, Any]:
         name = _document_name(args)
@@ -170,7 +171,7 @@ class FirestoreRestBridge:
         document = _document_pb(name, body)
         write = write_types.Write(update=document, current_document={"exists": False})
         try:
-            written = self._commit(name, write)
+            written = self._apply(name, write)
         except api_exceptions.AlreadyExists as error:
             message = f"Document already exists: {name}"
             raise http_error(409, "ALREADY_EXISTS", message, name) from error
@@ -186,8 +187,30 @@ class FirestoreRestBridge:
         name = _document_name(args)
         write = write_types.Write(delete=name)
         self._set_precondition(write, args, name)
-        self._commit(name, write)
+        self._apply(name, write)
         return {}
+
+    def _commit(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Several writes, applied atomically (all or none), as REST's documents.commit."""
+        database = _required(args, "database")
+        if not re.fullmatch(r"projects/[^/]+/databases/[^/]+", database):
+            raise http_error(400, "INVALID_ARGUMENT", f"Invalid database: {database}", database)
+        body = dict(args.get("body") or {})
+        if body.get("transaction"):
+            message = "transaction: not supported locally"
+            raise http_error(400, "INVALID_ARGUMENT", message, database)
+        writes = []
+        for write_json in body.get("writes") or []:
+            write = write_types.Write.pb(write_types.Write())
+            json_format.ParseDict(write_json, write)
+            writes.append(write)
+        response = self._client.commit(
+            request={"database": database, "writes": writes},
+            retry=None,
+            timeout=_TIMEOUT_SECONDS,
+            metadata=_EMULATOR_METADATA,
+        )
+        return _to_json(firestore_types.CommitResponse.pb(response))
 
     # -- gRPC plumbing ---------------------------------------------------
 
@@ -204,7 +227,7 @@ class FirestoreRestBridge:
             stamp.FromJsonString(str(update_time))
             write.current_document = common_types.Precondition(update_time=stamp)
 
-    def _commit(self, name: str, write: write_types.Write) -> Any:
+    def _apply(self, name: str, write: write_types.Write) -> Any:
         """Apply one write; returns its update time (a protobuf Timestamp)."""
         response = self._client.commit(
             request={"database": _database(name), "writes": [write]},

@@ -208,6 +208,26 @@ class ReceiverServer:
             and "runID" in answer["error"]
         )
 
+    def log_entries(self) -> list[dict]:
+        """The structured log lines (one per request) written since this start."""
+        entries = []
+        for line in self._log_since_start().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # gunicorn's own lines
+            if isinstance(entry, dict) and "outcome" in entry:
+                entries.append(entry)
+        return entries
+
+    def _log_since_start(self) -> str:
+        if self.log_path:
+            with open(self.log_path, "rb") as log:
+                return _read_from(log.fileno(), self._log_start)
+        if self._temporary_log is not None:
+            return _read_from(self._temporary_log.fileno(), self._log_start)
+        return ""
+
     def _log_tail(self) -> str:
         """The end of what the receiver has written since this start."""
         if self.log_path:
@@ -219,6 +239,11 @@ class ReceiverServer:
         if self._temporary_log is not None:
             return _tail(self._temporary_log.fileno(), self._log_start)
         return ""
+
+
+def _read_from(fd: int, start: int) -> str:
+    size = os.fstat(fd).st_size
+    return os.pread(fd, max(0, size - start), start).decode(errors="replace")
 
 
 def _tail(fd: int, start: int) -> str:

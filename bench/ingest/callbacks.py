@@ -22,6 +22,8 @@ class Callback:
     value: str
     body: dict[str, object]
     token: str | None = None
+    # The registration's creation time, part of the URL getCallbackURL returns.
+    registered_at: str | None = None
     body_bytes: bytes = field(init=False, repr=False)
     target: str = field(init=False, repr=False)
 
@@ -30,6 +32,8 @@ class Callback:
         query = {"runID": self.run_id, "step": self.step, "value": self.value}
         if self.token is not None:
             query["token"] = self.token
+        if self.registered_at is not None:
+            query["reg"] = self.registered_at
         object.__setattr__(self, "target", "/?" + urlencode(query))
         object.__setattr__(self, "body_bytes", json.dumps(self.body).encode())
 

@@ -34,19 +34,15 @@ from local.environment import environment
 
 # (label, file suffix, function name): the frames whose cumulative time is reported.
 PARTS: tuple[tuple[str, str, str], ...] = (
-    ("Firestore BeginTransaction", "firestore/client.py", "begin_transaction"),
-    (
-        "Firestore BatchGetDocuments (transactional get)",
-        "firestore/client.py",
-        "batch_get_documents",
-    ),
     ("Firestore Commit", "firestore/client.py", "commit"),
-    ("Firestore Rollback", "firestore/client.py", "rollback"),
+    # Only when a Commit's precondition failed (retries, conflicts, wrong tokens).
+    ("Firestore BatchGetDocuments (read)", "firestore/client.py", "batch_get_documents"),
     ("parse request + build payload", "callback_request.py", "parse_callback"),
     ("read body", "callback_request.py", "read_body"),
     ("JSON log line", "main.py", "_log"),
 )
 _ENTRY = ("main.py", "processEntry")
+REST = "rest: Flask, functions-framework, handler, decision"
 
 
 @dataclass
@@ -136,9 +132,7 @@ def profile_path(
         ms = seconds / len(profiled) * 1000 * scale
         result.parts_ms[part] = ms
         accounted += ms
-    result.parts_ms["rest: Flask, functions-framework, handler, transaction logic"] = max(
-        0.0, result.wall_ms - accounted
-    )
+    result.parts_ms[REST] = max(0.0, result.wall_ms - accounted)
     return result
 
 
@@ -160,9 +154,7 @@ def profile_table(profiles: list[PathProfile]) -> str:
         "Firestore RPCs",
         [f"{sum(p.rpcs_per_callback.values()):.1f}" for p in profiles],
     )
-    parts = [part for part, _s, _n in PARTS] + [
-        "rest: Flask, functions-framework, handler, transaction logic"
-    ]
+    parts = [part for part, _s, _n in PARTS] + [REST]
     for part in parts:
         if any(part in p.parts_ms for p in profiles):
             row(

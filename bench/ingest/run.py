@@ -14,6 +14,7 @@ own collection, and every scenario is read back and verified after its phase.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import uuid
@@ -31,6 +32,7 @@ from bench.ingest.server import DEPLOYED_CONCURRENCY, ServerSettings, serve_func
 from bench.ingest.verify import DocCheck, Verification, check_ours, check_seed, verify_collection
 from bench.procstat import tree_cpu_seconds
 from bench.stats import percentile
+from local.registration import Registration, rfc3339
 
 REPO = Path(__file__).resolve().parents[2]
 FUNCTION_SOURCE = REPO / "function" / "main.py"
@@ -117,22 +119,33 @@ class ScenarioResult:
         return percentile(self.phase.latencies, pct) * 1000
 
 
-def register(db: firestore.Client, collection: str, callbacks: list[Callback]) -> None:
-    """Write WAITING + token for each callback, as getCallbackURL does, in batches."""
-    expire_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=7)
-    for start in range(0, len(callbacks), _BATCH):
+def register(db: firestore.Client, collection: str, callbacks: list[Callback]) -> list[Callback]:
+    """Register each callback as getCallbackURL does (both documents), in batches.
+
+    Returns the callbacks with the URL getCallbackURL would have returned
+    (``reg``: the callback document's creation time), so the receiver can
+    take its one-Commit path.
+    """
+    now = dt.datetime.now(dt.UTC)
+    ttl = dt.timedelta(days=7)
+    registered: list[Callback] = []
+    # Two documents per callback.
+    per_batch = _BATCH // 2
+    for start in range(0, len(callbacks), per_batch):
+        chunk = callbacks[start : start + per_batch]
         batch = db.batch()
-        for cb in callbacks[start : start + _BATCH]:
-            batch.set(
-                db.collection(collection).document(cb.doc_id),
-                {
-                    "state": "WAITING",
-                    "token": cb.token,
-                    "createdAt": firestore.SERVER_TIMESTAMP,
-                    "expireAt": expire_at,
-                },
-            )
-        batch.commit()
+        for cb in chunk:
+            assert cb.token is not None
+            for document_id, fields in (
+                Registration(cb.doc_id, cb.token).documents(now, ttl).items()
+            ):
+                batch.create(db.collection(collection).document(document_id), fields)
+        results = batch.commit()
+        for n, cb in enumerate(chunk):
+            # The callback document is the first of the callback's two writes.
+            created = rfc3339(results[2 * n].update_time)
+            registered.append(dataclasses.replace(cb, registered_at=created))
+    return registered
 
 
 def run_scenario(
@@ -151,7 +164,8 @@ def run_scenario(
     warmup = make_callbacks(f"{scenario.key}-warm", config.clients, scenario.with_tokens)
     timed = make_callbacks(scenario.key, config.callbacks, scenario.with_tokens)
     if scenario.with_tokens:
-        register(db, collection, warmup + timed)
+        warmup = register(db, collection, warmup)
+        timed = register(db, collection, timed)
     env = _scenario_env(scenario, config, emulator_host, collection)
     log(
         f"{scenario.label}, {server_settings.workers} worker x {server_settings.threads} "
@@ -220,7 +234,8 @@ def run_profiles(
         plain = make_callbacks(f"{scenario.key}-plain", n + 5, scenario.with_tokens)
         profiled = make_callbacks(f"{scenario.key}-prof", n, scenario.with_tokens)
         if scenario.with_tokens:
-            register(db, collection, plain + profiled)
+            plain = register(db, collection, plain)
+            profiled = register(db, collection, profiled)
         log(f"profiling {scenario.label}: {n} callbacks, one at a time")
         profiles.append(
             profile_path(

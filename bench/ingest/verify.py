@@ -55,8 +55,9 @@ def check_ours(callback: Callback, doc: Mapping[str, Any]) -> str | None:
         return "payload missing or not JSON"
     if payload.get("body") != callback.body or payload.get("value") != callback.value:
         return f"payload body/value {payload.get('body')!r}/{payload.get('value')!r}"
-    if "token" in payload.get("query", {}):
-        return "token leaked into payload.query"
+    leaked = {"token", "reg", "cb"} & set(payload.get("query", {}))
+    if leaked:
+        return f"{', '.join(sorted(leaked))} leaked into payload.query"
     return None
 
 

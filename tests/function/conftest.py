@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 
 from infra import contract as infra_contract
 from local.receiver import ENTRY_POINT, FUNCTION_SOURCE
+from local.registration import KEY_FIELD, Registration, rfc3339
 
 COLLECTION = infra_contract.DEFAULT_COLLECTION
 
@@ -24,12 +25,28 @@ def _callback_url(run_id: str | None = "run-1", step: str | None = "approve", **
 
 
 @pytest.fixture
-def callback_url() -> Callable[..., str]:
+def registrations() -> dict[str, dict[str, str]]:
+    """token -> the rest of its URL's capability (reg, cb), for this test's registrations."""
+    return {}
+
+
+@pytest.fixture
+def callback_url(registrations) -> Callable[..., str]:
     """callback_url(run_id, step, token=.., value=..): the path and query a caller uses.
 
-    None leaves a parameter out; a list repeats it.
+    A token from ``register`` brings the rest of the URL getCallbackURL
+    returns (reg, and cb for push), so the receiver can take its one-Commit
+    path; ``legacy=True`` leaves them out, as a URL from before the key
+    layout. None leaves a parameter out; a list repeats it.
     """
-    return _callback_url
+
+    def url(*args: Any, legacy: bool = False, **params: Any) -> str:
+        token = params.get("token")
+        if not legacy and isinstance(token, str) and token in registrations:
+            params = {**registrations[token], **params}
+        return _callback_url(*args, **params)
+
+    return url
 
 
 @pytest.fixture
@@ -70,20 +87,36 @@ def callbacks(firestore_client):
 
 
 @pytest.fixture
-def register(callbacks) -> Callable[..., str]:
-    """Register a callback the way the workflow does; returns its token."""
+def register(firestore_client, callbacks, registrations) -> Callable[..., str]:
+    """Register a callback the way the workflow does (both documents); returns its token.
 
-    def register(run_id: str = "run-1", step: str = "approve") -> str:
-        token = secrets.token_hex(16)
+    ``legacy=True`` writes the layout from before the key document: the
+    callback document alone, with its token.
+    """
+
+    def register(
+        run_id: str = "run-1",
+        step: str = "approve",
+        forward_url: str = "",
+        form_json: str = "",
+        legacy: bool = False,
+    ) -> str:
+        token = secrets.token_hex(32)
         now = datetime.now(UTC)
-        callbacks.document(f"{run_id}_{step}").set(
-            {
-                "state": "WAITING",
-                "token": token,
-                "createdAt": now,
-                "expireAt": now + timedelta(days=7),
-            }
-        )
+        registration = Registration(f"{run_id}_{step}", token, forward_url, form_json)
+        documents = registration.documents(now, timedelta(days=7))
+        if legacy:
+            fields = dict(documents[registration.document_id])
+            del fields[KEY_FIELD]
+            callbacks.document(registration.document_id).create(fields)
+            return token
+        batch = firestore_client.batch()
+        for document_id, fields in documents.items():
+            batch.create(callbacks.document(document_id), fields)
+        results = batch.commit()
+        created = list(documents).index(registration.document_id)
+        registrations[token] = registration.query(rfc3339(results[created].update_time))
+        del registrations[token]["token"]
         return token
 
     return register

@@ -186,21 +186,14 @@ def pushing_client(make_client, endpoint):
     )
 
 
-def register_push(callbacks, endpoint_url: str) -> str:
-    callbacks.document("run-1_approve").set(
-        {"state": "WAITING", "token": "t0ken", "forwardUrl": endpoint_url}
-    )
-    return "t0ken"
-
-
 def log_of(capsys) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
 def test_the_receiver_stores_then_forwards_in_the_wait_result_shape(
-    pushing_client, endpoint, callbacks, callback_url, capsys
+    register, pushing_client, endpoint, callbacks, callback_url, capsys
 ):
-    token = register_push(callbacks, endpoint.url())
+    token = register(forward_url=endpoint.url())
     capsys.readouterr()
 
     response = pushing_client.post(callback_url(token=token), json={"approved": True})
@@ -210,6 +203,7 @@ def test_the_receiver_stores_then_forwards_in_the_wait_result_shape(
     stored = json.loads(callbacks.document("run-1_approve").get().get("payload"))
     assert request["body"] == {**stored, "runID": "run-1", "step": "approve"}
     entry = log_of(capsys)
+    assert entry["firestoreCalls"] == 1  # the Commit proved the target: no read
     assert (entry["forward"], entry["forwardStatus"], entry["severity"]) == (
         "delivered",
         200,
@@ -221,13 +215,21 @@ def test_the_receiver_stores_then_forwards_in_the_wait_result_shape(
     ("statuses", "outcome"), [([500, 500, 500], "failed"), ([404], "execution_finished")]
 )
 def test_the_caller_gets_200_whatever_the_forward_does(
-    pushing_client, endpoint, callbacks, callback_url, capsys, monkeypatch, statuses, outcome
+    register,
+    pushing_client,
+    endpoint,
+    callbacks,
+    callback_url,
+    capsys,
+    monkeypatch,
+    statuses,
+    outcome,
 ):
     import sys
 
     monkeypatch.setattr(sys.modules["callback_forward"], "BACKOFF_SECONDS", (0.0, 0.0))
     endpoint.statuses = list(statuses)
-    token = register_push(callbacks, endpoint.url())
+    token = register(forward_url=endpoint.url())
     capsys.readouterr()
 
     response = pushing_client.post(callback_url(token=token), json={"n": 1})
@@ -240,9 +242,9 @@ def test_the_caller_gets_200_whatever_the_forward_does(
 
 
 def test_a_target_from_another_project_is_refused_logged_and_the_callback_kept(
-    pushing_client, endpoint, callbacks, callback_url, capsys
+    register, pushing_client, endpoint, callbacks, callback_url, capsys
 ):
-    token = register_push(callbacks, endpoint.url(project="someone-else"))
+    token = register(forward_url=endpoint.url(project="someone-else"))
     capsys.readouterr()
 
     response = pushing_client.post(callback_url(token=token), json={"n": 1})
@@ -256,9 +258,9 @@ def test_a_target_from_another_project_is_refused_logged_and_the_callback_kept(
 
 
 def test_a_retry_of_a_stored_callback_is_not_forwarded_again(
-    pushing_client, endpoint, callbacks, callback_url
+    register, pushing_client, endpoint, callbacks, callback_url
 ):
-    token = register_push(callbacks, endpoint.url())
+    token = register(forward_url=endpoint.url())
     first = pushing_client.post(callback_url(token=token), json={"n": 1})
     again = pushing_client.post(callback_url(token=token), json={"n": 1})
 
@@ -266,10 +268,46 @@ def test_a_retry_of_a_stored_callback_is_not_forwarded_again(
     assert len(endpoint.seen) == 1
 
 
-def test_a_url_from_the_request_is_never_a_target(
-    pushing_client, endpoint, callbacks, callback_url
+def test_a_tampered_cb_is_never_a_target(
+    register, pushing_client, endpoint, callbacks, callback_url, capsys
 ):
-    token = register_push(callbacks, endpoint.url())
+    """cb is proven by the key document: another endpoint in it fails the one Commit.
+
+    The receiver then reads the registration, finds the token right, stores
+    the callback and forwards to the endpoint the registration names.
+    """
+    token = register(forward_url=endpoint.url())
+    capsys.readouterr()
+
+    response = pushing_client.post(
+        callback_url(token=token, cb=endpoint.url(execution="other")), json={"n": 1}
+    )
+
+    assert response.status_code == 200
+    assert [request["path"] for request in endpoint.seen] == [
+        endpoint.url().removeprefix(endpoint.origin)
+    ]
+    assert log_of(capsys)["firestoreCalls"] == 3  # the failed Commit, a read, a Commit
+
+
+def test_a_legacy_registration_forwards_to_its_stored_endpoint(
+    register, pushing_client, endpoint, callbacks, callback_url
+):
+    """Registrations from before the key layout (no key document, URL without reg/cb)."""
+    token = register(forward_url=endpoint.url(), legacy=True)
+
+    response = pushing_client.post(callback_url(token=token, legacy=True), json={"n": 1})
+
+    assert response.status_code == 200
+    assert [request["path"] for request in endpoint.seen] == [
+        endpoint.url().removeprefix(endpoint.origin)
+    ]
+
+
+def test_a_url_from_the_request_is_never_a_target(
+    register, pushing_client, endpoint, callbacks, callback_url
+):
+    token = register(forward_url=endpoint.url())
 
     response = pushing_client.post(
         callback_url(token=token) + "&forwardUrl=" + endpoint.url(execution="other"),

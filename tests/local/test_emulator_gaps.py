@@ -65,7 +65,7 @@ def unpatched_emulator() -> None:
     library = render.STANDARD_LIBRARY
     assert library["get_type"] is helpers["get_type"]
     assert library["default"] is helpers["default"]
-    assert not {"null", "true", "false"} & library.keys()
+    assert not {"null", "true", "false", "hash"} & library.keys()
     # An assign would wait for it forever.
     assert not emulator.LOCK.locked(), "the emulator's assign lock is held"
 
@@ -280,4 +280,16 @@ def test_sys_log_defaults_to_info_severity(caplog):
         workflows=["DEFAULT"],
         fixed="logs sys.log at the documented default severity DEFAULT",
         then=drop_from_hook("sys_utils.log"),
+    )
+
+
+def test_hash_module_is_missing():
+    digest = evaluate('${base64.encode(hash.compute_checksum(text.encode("abc"), "SHA256"))}')
+    assert_gap(
+        digest,
+        today=Raised("SyntaxError"),
+        # Workflows' documented example: base64 of the SHA-256 of the bytes.
+        workflows="ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=",
+        fixed="has hash.compute_checksum",
+        then=delete('library["hash"]'),
     )

@@ -6,6 +6,7 @@ import base64
 import http.server
 import json
 import threading
+from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,6 +14,7 @@ import requests
 
 from infra.workflow_env import WaitSettings
 from local.firestore_rest_bridge import FirestoreRestBridge
+from local.registration import registration_key
 from local.workflow_runner import RunSettings, run_workflow
 
 # getCallbackURL then waitForResponse for input.step, with the settings from the
@@ -65,7 +67,7 @@ def test_callback_sent_before_the_wait_arrives_intact(settings, callbacks):
     assert answer["method"] == "POST"
     assert (answer["runID"], answer["step"]) == (run.execution_id, "approval")
     # Found on the first poll: no sleep, one read, and the document is gone.
-    assert run.connector_calls == {"createDocument": 1, "get": 1, "delete": 1}
+    assert run.connector_calls == {"commit": 1, "get": 1, "delete": 1}
     assert not callbacks.document(f"{run.execution_id}_approval").get().exists
 
 
@@ -228,11 +230,33 @@ def test_a_retried_get_callback_url_returns_the_same_url(settings, callbacks):
     first, second = run.result
     assert first == second
     assert len(query(first)["token"]) == 64
-    assert run.connector_calls == {"createDocument": 2, "get": 1}
-    document = callbacks.document(f"{run.execution_id}_retry").get().to_dict()
+    # The callback document's creation time; no endpoint with poll delivery.
+    assert query(first)["reg"].endswith("Z") and "cb" not in query(first)
+    assert run.connector_calls == {"commit": 2, "get": 1}
+    snapshot = callbacks.document(f"{run.execution_id}_retry").get()
+    document = snapshot.to_dict()
     assert document["state"] == "WAITING"
     assert document["token"] == query(first)["token"]
     assert document["expireAt"] > document["createdAt"]
+    assert snapshot.create_time == datetime.fromisoformat(query(first)["reg"])
+    key = callbacks.document(document["key"]).get()
+    assert key.exists and key.to_dict() == {"expireAt": document["expireAt"]}
+    assert document["key"] == f"{run.execution_id}_retry.key." + registration_key(
+        document["token"], ""
+    )
+
+
+def test_a_callback_to_a_url_from_get_callback_url_costs_one_firestore_call(settings, receiver):
+    statuses: list[int] = []
+
+    def send(url: str) -> None:
+        statuses.append(requests.post(url, json={"n": 1}, timeout=10).status_code)
+
+    run = run_workflow(ROUND_TRIP, {"step": "one"}, settings=settings, on_callback_url=send)
+
+    assert run.error is None and statuses == [200]
+    [entry] = [e for e in receiver.log_entries() if e.get("runID") == run.execution_id]
+    assert (entry["outcome"], entry["firestoreCalls"]) == ("stored", 1)
 
 
 def test_a_forged_token_is_refused_and_the_workflow_keeps_waiting(settings, trigger_clock):
@@ -358,7 +382,7 @@ def test_firestore_errors_other_than_404_are_raised(settings, bridge, fake_clock
     bridge.fail_next("get", status=403, grpc_status="PERMISSION_DENIED")
     forbidden = run_workflow(ROUND_TRIP, {"step": "x"}, settings=settings, bridge=bridge)
 
-    bridge.fail_next("createDocument", status=403, grpc_status="PERMISSION_DENIED")
+    bridge.fail_next("commit", status=403, grpc_status="PERMISSION_DENIED")
     create_failed = run_workflow(ROUND_TRIP, {"step": "x"}, settings=settings, bridge=bridge)
 
     assert unavailable.error["code"] == 503
@@ -366,7 +390,7 @@ def test_firestore_errors_other_than_404_are_raised(settings, bridge, fake_clock
     assert forbidden.error["code"] == 403
     assert create_failed.error["code"] == 403
     # Not retried: only 429, 5xx, connection errors and timeouts are (test_connector_retries).
-    assert create_failed.connector_calls == {"createDocument": 1}
+    assert create_failed.connector_calls == {"commit": 1}
 
 
 # getCallbackURL for step "r", returning the URL.
@@ -383,19 +407,19 @@ REGISTER = {
 def test_a_registration_that_vanished_once_is_made_again(settings, bridge, callbacks):
     # 409 on create, then 404 on the read: deleted in between (TTL, or a
     # waitForResponse of an earlier attempt). The second create succeeds.
-    bridge.fail_next("createDocument", status=409, grpc_status="ALREADY_EXISTS")
+    bridge.fail_next("commit", status=409, grpc_status="ALREADY_EXISTS")
     bridge.fail_next("get", status=404, grpc_status="NOT_FOUND")
 
     run = run_workflow(REGISTER, settings=settings, bridge=bridge)
 
     assert run.error is None
-    assert run.connector_calls == {"createDocument": 2, "get": 1}
+    assert run.connector_calls == {"commit": 2, "get": 1}
     stored = callbacks.document(f"{run.execution_id}_r").get().to_dict()
     assert stored["token"] == query(run.result)["token"]
 
 
 def test_a_registration_that_keeps_vanishing_raises_a_conflict_error(settings, bridge):
-    bridge.fail_next("createDocument", status=409, grpc_status="ALREADY_EXISTS", times=3)
+    bridge.fail_next("commit", status=409, grpc_status="ALREADY_EXISTS", times=3)
     bridge.fail_next("get", status=404, grpc_status="NOT_FOUND", times=3)
 
     run = run_workflow(REGISTER, settings=settings, bridge=bridge)
@@ -403,7 +427,7 @@ def test_a_registration_that_keeps_vanishing_raises_a_conflict_error(settings, b
     assert run.error["tags"] == ["ConflictError"]
     assert (run.error["runID"], run.error["step"]) == (run.execution_id, "r")
     assert "keeps disappearing" in run.error["message"]
-    assert run.connector_calls == {"createDocument": 3, "get": 3}
+    assert run.connector_calls == {"commit": 3, "get": 3}
 
 
 def test_invalid_ids_raise_a_value_error(settings):

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from local.callback_api import LOCAL_FORWARD_TOKEN
+from local.registration import registration_key
 from local.workflow_runner import run_workflow
 
 ROUND_TRIP = {
@@ -94,7 +95,7 @@ def test_the_wait_resumes_when_the_receiver_forwards_the_callback(
     assert (run.result["runID"], run.result["step"]) == (run.execution_id, "s")
     assert run.result["bodyEncoding"] == "json"
     # One Firestore read (before the await), then push: no polling at all.
-    assert run.connector_calls == {"createDocument": 1, "get": 1, "delete": 1}
+    assert run.connector_calls == {"commit": 1, "get": 1, "delete": 1}
     assert run.callback_events == {
         "create_callback_endpoint": 1,
         "await_callback": 1,
@@ -102,6 +103,47 @@ def test_the_wait_resumes_when_the_receiver_forwards_the_callback(
     }
     assert forwards_to(callback_api, run.execution_id) == [200]
     assert not callbacks.document(f"{run.execution_id}_s").get().exists
+
+
+def receiver_entries(receiver, execution_id: str) -> list[dict]:
+    return [entry for entry in receiver.log_entries() if entry.get("runID") == execution_id]
+
+
+def test_a_url_from_get_callback_url_is_stored_and_forwarded_with_one_firestore_call(
+    push_settings, receiver, callbacks
+):
+    """The workflow computes the key and reg as the receiver expects (registration.py).
+
+    Were they different, the one Commit would fail and the receiver would
+    read: still stored, but with 3 Firestore calls.
+    """
+    urls: list[str] = []
+
+    def send(url: str) -> None:
+        urls.append(url)
+        assert requests.post(url, json={"n": 1}, timeout=10).status_code == 200
+
+    run = run_with_callback(push_settings, send)
+
+    assert run.error is None, run.error
+    [url] = urls
+    capability = parse_qs(urlsplit(url).query)
+    assert set(capability) == {"runID", "step", "token", "reg", "cb"}
+    [endpoint] = capability["cb"]
+    assert endpoint.startswith(push_settings.callbacks.origin + "/v1/projects/")
+    assert endpoint.endswith(
+        f"/executions/{run.execution_id}/callbacks/" + endpoint.rsplit("/", 1)[1]
+    )
+    [entry] = receiver_entries(receiver, run.execution_id)
+    assert (entry["outcome"], entry["firestoreCalls"], entry["forward"]) == (
+        "stored",
+        1,
+        "delivered",
+    )
+    # The Commit consumed the key document with the registration.
+    [token] = capability["token"]
+    key = f"{run.execution_id}_s.key." + registration_key(token, endpoint)
+    assert not callbacks.document(key).get().exists
 
 
 def test_the_registration_records_the_endpoint_and_the_forward_carries_the_poll_shape(

@@ -100,3 +100,28 @@ def test_a_failing_assign_does_not_hang_the_next_run(settings):
     assert runs[0].error is not None
     assert not second.is_alive(), "the run after a failed assign hangs"
     assert runs[1].result == 1
+
+
+def test_hash_compute_checksum_works_as_documented(settings):
+    """Workflows' documented example, and its TypeError and ValueError (emulator_compat 18)."""
+    steps = [
+        {
+            "done": {
+                "return": {
+                    "digest": "${base64.encode(hash.compute_checksum("
+                    'text.encode("Hello World", "UTF-8"), "SHA256"))}',
+                }
+            }
+        }
+    ]
+    run = run_workflow({"main": {"steps": steps}}, settings=settings)
+    assert run.result == {"digest": "pZGm1Av0IEBKARczz7exkNYsZb8LzaMrV7J32a2fFG4="}
+
+    for expression, tag in (
+        ('${hash.compute_checksum("text, not bytes", "SHA256")}', "TypeError"),
+        ('${hash.compute_checksum(text.encode("a"), "SHA3")}', "ValueError"),
+    ):
+        failed = run_workflow(
+            {"main": {"steps": [{"done": {"return": expression}}]}}, settings=settings
+        )
+        assert tag in failed.error["tags"], failed.error

@@ -168,7 +168,7 @@ def test_a_base_url_argument_replaces_a_missing_environment_value(settings):
     )
 
     assert run.error is None
-    assert run.connector_calls == {"createDocument": 1}
+    assert run.connector_calls == {"commit": 1}
 
 
 # --- Workflows' steps-per-execution limit ---------------------------------------

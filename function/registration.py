@@ -1,0 +1,128 @@
+"""The registration layout that getCallbackURL writes and the receiver checks.
+
+A registration is two documents, created together in one Commit:
+
+- the callback document ``{runID}_{step}``: state ``WAITING``, the token,
+  the page's form, the push endpoint (``forwardUrl``) and ``expireAt``. The
+  workflow reads it; the receiver turns it ``RECEIVED``.
+- its key document ``{runID}_{step}.key.{key}``, where ``key`` is a hash of
+  the token and the push endpoint (``registration_key``). It holds only
+  ``expireAt``. Nobody can name it without the token, so its existence
+  proves the token, and the endpoint with it.
+
+The callback URL carries, besides runID, step and token, the callback
+document's creation time (``reg``) and the push endpoint (``cb``). A callback
+is then stored with one blind Commit of two preconditioned writes
+(callback_store.record): delete the key document (it must exist: the token
+and the endpoint are right, and nothing was stored yet) and update the
+callback document if it is still the version created at ``reg`` (the first
+callback of this very registration). No read is needed to decide, and the
+forward target needs no read either: the Commit proved it.
+
+This module is the single Python description of the layout: the receiver
+uses it, and so do the tests and the benchmark when they register callbacks
+the way the workflow does (``registration_writes``). workflow/callbacks.yaml
+computes the same key (hash.compute_checksum, base64.encode), and a test
+checks the two agree.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+
+WAITING = "WAITING"
+RECEIVED = "RECEIVED"
+# Where getCallbackURL records the execution's native callback endpoint.
+FORWARD_URL_FIELD = "forwardUrl"
+# Where getCallbackURL records the page's form (JSON text; "" for none).
+FORM_FIELD = "form"
+# The callback document's field naming its key document (absent on
+# registrations made before the key existed: see docs/protocol.md, Migration).
+KEY_FIELD = "key"
+# "." cannot occur in a runID or step, so these suffixes never name a
+# callback document.
+ANSWER_SUFFIX = ".answer"
+KEY_INFIX = ".key."
+# The URL parameters that, with the token, make up the callback's capability.
+# The payload's query leaves all three out.
+TOKEN_PARAM = "token"
+REGISTERED_AT_PARAM = "reg"
+FORWARD_PARAM = "cb"
+CAPABILITY_PARAMS = (TOKEN_PARAM, REGISTERED_AT_PARAM, FORWARD_PARAM)
+
+
+def registration_key(token: str, forward_url: str) -> str:
+    """The key document's suffix: SHA-256 of ``token + " " + forward_url``, base64.
+
+    Standard base64 with "/" replaced by "_" (a document id cannot hold "/"),
+    which is what the workflow can compute with its standard library.
+    """
+    digest = hashlib.sha256(f"{token} {forward_url}".encode()).digest()
+    return base64.b64encode(digest).decode("ascii").replace("/", "_")
+
+
+def key_document_id(document_id: str, token: str, forward_url: str) -> str:
+    return document_id + KEY_INFIX + registration_key(token, forward_url)
+
+
+def parse_registered_at(text: str | None) -> timestamp_pb2.Timestamp | None:
+    """The ``reg`` parameter (an RFC 3339 time, as Firestore's REST API writes it), or None."""
+    if not text:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    try:
+        stamp.FromJsonString(text)
+    except ValueError:
+        return None
+    return stamp
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What the workflow writes for one callback, as Firestore fields (tests, benchmark)."""
+
+    document_id: str
+    token: str
+    forward_url: str = ""
+    form_json: str = ""
+
+    @property
+    def key_document_id(self) -> str:
+        return key_document_id(self.document_id, self.token, self.forward_url)
+
+    def documents(self, now: datetime, ttl: timedelta) -> Mapping[str, dict[str, Any]]:
+        """Document id -> fields, for a Commit that creates both (exists: false)."""
+        expire_at = now + ttl
+        return {
+            self.document_id: {
+                "state": WAITING,
+                "token": self.token,
+                "createdAt": now,
+                "expireAt": expire_at,
+                FORWARD_URL_FIELD: self.forward_url,
+                FORM_FIELD: self.form_json,
+                KEY_FIELD: self.key_document_id,
+            },
+            self.key_document_id: {"expireAt": expire_at},
+        }
+
+    def query(self, registered_at: str) -> dict[str, str]:
+        """The capability part of the callback URL; ``registered_at`` is the create time."""
+        query = {TOKEN_PARAM: self.token, REGISTERED_AT_PARAM: registered_at}
+        if self.forward_url:
+            query[FORWARD_PARAM] = self.forward_url
+        return query
+
+
+def rfc3339(stamp: Any) -> str:
+    """A Firestore time (DatetimeWithNanoseconds or Timestamp) as the REST API writes it."""
+    if isinstance(stamp, timestamp_pb2.Timestamp):
+        return stamp.ToJsonString()
+    return stamp.timestamp_pb().ToJsonString()
