@@ -21,6 +21,10 @@ from infra.workflow_env import workflow_env_vars
 TYPE_TOKEN = "workflow-callbacks:index:CallbackBridge"
 ENTRY_POINT = "processEntry"
 TTL_FIELD = "expireAt"
+# Timestamps that only grow, written with every registration and callback.
+# Nothing queries them; indexed, they would cap the collection's writes at
+# about 500 per second (Firestore's limit for sequential index values).
+UNINDEXED_TIMESTAMPS = ("createdAt", "receivedAt", "answeredAt")
 
 # Services the stack uses; cloudresourcemanager serves project IAM policy
 # reads and writes, workflowexecutions serves `gcloud workflows run`.
@@ -290,12 +294,21 @@ class CallbackBridge(pulumi.ComponentResource):
         """Firestore deletes a callback document once expireAt has passed.
 
         The empty index_config exempts the field from indexing: nothing
-        queries it, and indexing a timestamp that only grows hotspots writes.
+        queries it, and indexing a timestamp that only grows hotspots writes
+        (see docs/scale.md); the other growing timestamps are exempted too.
         The policy is a setting of the database's collection group, so it is
         created only on a database this stack owns unless asked: on a shared
         one, destroying this stack would remove it for every other user.
         """
-        gcp.firestore.Field(
+        options = pulumi.ResourceOptions(
+            # One policy per database and field path: the new one must not be
+            # created before the old one is removed, or removing the old one
+            # would remove the new one.
+            delete_before_replace=True,
+            # An abandoned database keeps its data; the data keeps its TTL.
+            retain_on_delete=retain and self._args.firestore_deletion_policy == "ABANDON",
+        )
+        previous: pulumi.Resource = gcp.firestore.Field(
             f"{self._name}-ttl",
             project=self._args.project,
             database=database_id,
@@ -303,17 +316,20 @@ class CallbackBridge(pulumi.ComponentResource):
             field=TTL_FIELD,
             ttl_config={},
             index_config={},
-            opts=self._child(*ready).merge(
-                pulumi.ResourceOptions(
-                    # One policy per database and field path: the new one
-                    # must not be created before the old one is removed, or
-                    # removing the old one would remove the new one.
-                    delete_before_replace=True,
-                    # An abandoned database keeps its data; the data keeps its TTL.
-                    retain_on_delete=retain and self._args.firestore_deletion_policy == "ABANDON",
-                )
-            ),
+            opts=self._child(*ready).merge(options),
         )
+        for field in UNINDEXED_TIMESTAMPS:
+            # One after the other: Firestore refuses concurrent changes to
+            # one collection group's fields (409, "underlying data changed").
+            previous = gcp.firestore.Field(
+                f"{self._name}-noindex-{field}",
+                project=self._args.project,
+                database=database_id,
+                collection=self._args.callbacks_collection,
+                field=field,
+                index_config={},
+                opts=self._child(*ready, previous).merge(options),
+            )
 
     # --- the receiver function -----------------------------------------
     def _function_source(self, archive: SourceArchive, identities: _Identities) -> _Source:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -323,9 +324,9 @@ def test_the_ttl_policy_of_a_database_the_stack_does_not_own_is_left_alone(deplo
     # rely on it, and destroying this stack would remove it.
     assert deploy(config={"firestoreDatabase": "shared-db"}).of_type(FIELD) == []
 
-    managed = deploy(
-        config={"firestoreDatabase": "shared-db", "manageTtlOnExistingDatabase": True}
-    ).one(FIELD)
+    managed = ttl_field(
+        deploy(config={"firestoreDatabase": "shared-db", "manageTtlOnExistingDatabase": True})
+    )
     assert managed.inputs["database"] == "shared-db"
     assert not managed.retain_on_delete
 
@@ -338,19 +339,19 @@ def test_fixed_names_are_deleted_before_they_are_replaced(deploy) -> None:
     assert deployment.one(DATABASE).delete_before_replace
     assert deployment.one(BUCKET).delete_before_replace
     # One TTL policy per database and field path: never two at once.
-    assert deployment.one(FIELD).delete_before_replace
+    assert all(field.delete_before_replace for field in deployment.of_type(FIELD))
     assert not deployment.one(FUNCTION).delete_before_replace
 
 
 @pytest.mark.parametrize(("policy", "kept"), [("DELETE", False), ("ABANDON", True)])
 def test_an_abandoned_database_keeps_its_ttl_policy(deploy, policy, kept) -> None:
-    field = deploy(config={"firestoreDeletionPolicy": policy}).one(FIELD)
+    fields = deploy(config={"firestoreDeletionPolicy": policy}).of_type(FIELD)
 
-    assert field.retain_on_delete is kept
+    assert [field.retain_on_delete for field in fields] == [kept] * 4
 
 
 def test_ttl_policy_on_expire_at_of_the_callbacks_collection(deploy) -> None:
-    field = deploy(config={"callbacksCollection": "approvals"}).one(FIELD).inputs
+    field = ttl_field(deploy(config={"callbacksCollection": "approvals"})).inputs
 
     assert field == {
         "project": "my-project",
@@ -360,6 +361,25 @@ def test_ttl_policy_on_expire_at_of_the_callbacks_collection(deploy) -> None:
         "ttlConfig": {},
         "indexConfig": {},
     }
+
+
+def test_growing_timestamps_are_not_indexed_one_field_change_at_a_time(deploy) -> None:
+    deployment = deploy()
+    fields = {f.inputs["field"]: f for f in deployment.of_type(FIELD)}
+
+    assert set(fields) == {"expireAt", "createdAt", "receivedAt", "answeredAt"}
+    for name in ("createdAt", "receivedAt", "answeredAt"):
+        assert fields[name].inputs["indexConfig"] == {}
+        assert "ttlConfig" not in fields[name].inputs
+    # A chain: each field change waits for the one before.
+    chain = ["expireAt", "createdAt", "receivedAt", "answeredAt"]
+    for before, after in itertools.pairwise(chain):
+        assert fields[before].urn in fields[after].dependencies, after
+
+
+def ttl_field(deployment):
+    [field] = [f for f in deployment.of_type(FIELD) if "ttlConfig" in f.inputs]
+    return field
 
 
 def test_workflow_gets_the_shared_environment_and_its_own_account(deploy) -> None:
