@@ -124,3 +124,42 @@ def test_the_headline_server_shape_is_the_deployed_one():
 
     headline = IngestConfig().servers[0]
     assert (headline.workers, headline.threads) == (1, defaults()["functionConcurrency"])
+
+
+def test_side_by_side_rounds_use_fresh_databases_and_report_the_best() -> None:
+    from bench.ingest.side_by_side import SideBySideConfig, run_side_by_side, side_by_side_section
+
+    config = SideBySideConfig(callbacks=20, clients=2, rounds=2)
+    best, rounds = run_side_by_side(config, log=lambda _m: None)
+
+    assert len(rounds) == 2
+    # Rotated: the second round starts with the scenario that was second.
+    assert [r.scenario.key for r in rounds[0]] == ["seed", "registered", "unregistered"]
+    assert [r.scenario.key for r in rounds[1]] == ["registered", "unregistered", "seed"]
+    for results in rounds:
+        for r in results:
+            # A fresh database: the collection holds exactly this scenario's callbacks.
+            assert r.verification.ok and r.verification.stored == 22, r.verification.summary()
+    by_key = {b.key: b for b in best}
+    assert by_key["seed"].throughput == max(
+        r.phase.throughput for results in rounds for r in results if r.scenario.key == "seed"
+    )
+    assert "Side by side" in side_by_side_section(config, best)
+
+
+def test_targets_compare_each_ratio_with_its_limit() -> None:
+    from bench.ingest.side_by_side import Best, targets_met
+
+    def best(key: str, throughput: float, p99: float, cpu: float) -> Best:
+        return Best(key, key, throughput, p99, cpu, server_errors=0, ok=True)
+
+    met = targets_met(
+        [
+            best("seed", 100.0, 10.0, 1.0),
+            best("registered", 100.0, 12.0, 1.3),  # exactly at every limit
+            best("unregistered", 99.0, 12.1, 1.31),  # just past every limit
+        ]
+    )
+
+    assert met["registered"] == {"throughput": True, "p99": True, "cpu": True}
+    assert met["unregistered"] == {"throughput": False, "p99": False, "cpu": False}
