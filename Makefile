@@ -48,8 +48,10 @@ demo: install
 run: install
 	$(PY) -m local run $(WORKFLOW) $(if $(AUTO),--auto-callback,)
 
+# The capacity model (docs/scale.md) is recomputed from the new RESULTS.md
+# even when a run fails, so the two never disagree.
 bench: install
-	$(PY) -m bench
+	$(PY) -m bench; status=$$?; $(PY) -m bench.scale --write && exit $$status
 
 clean:
 	rm -rf $(VENV) $(EMULATOR_DIR)/node_modules .pytest_cache .ruff_cache
