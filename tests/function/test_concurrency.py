@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from google.cloud.firestore_v1.batch import WriteBatch
 
-CONTENDERS = 8
+CONTENDERS = 16
 
 
 def _hold_first_call_until_all_arrive(owner, name: str, monkeypatch) -> None:

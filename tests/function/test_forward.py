@@ -304,6 +304,47 @@ def test_a_legacy_registration_forwards_to_its_stored_endpoint(
     ]
 
 
+def test_a_commit_whose_answer_was_lost_is_still_forwarded(
+    register, pushing_client, endpoint, callbacks, callback_url, capsys, monkeypatch
+):
+    """The Commit applied, its answer lost: the read finds our callback, and it is forwarded.
+
+    Nobody else would forward it: the caller's retry finds it stored (a
+    duplicate, not forwarded), and the waiting workflow would only see it at
+    the end of its slice.
+    """
+    from google.api_core import exceptions
+    from google.cloud.firestore_v1.batch import WriteBatch
+
+    token = register(forward_url=endpoint.url())
+    real_commit = WriteBatch.commit
+    lost: list[bool] = []
+
+    def commit_then_lose_the_answer(self, *args, **kwargs):
+        result = real_commit(self, *args, **kwargs)
+        if not lost:
+            lost.append(True)
+            raise exceptions.DeadlineExceeded("the answer was lost")
+        return result
+
+    monkeypatch.setattr(WriteBatch, "commit", commit_then_lose_the_answer)
+    capsys.readouterr()
+
+    response = pushing_client.post(callback_url(token=token), json={"n": 1})
+
+    assert response.status_code == 200
+    entry = log_of(capsys)
+    assert (entry["outcome"], entry["forward"], entry["firestoreCalls"]) == (
+        "duplicate",
+        "delivered",
+        2,
+    )
+    assert len(endpoint.seen) == 1
+    # A later retry is an ordinary duplicate: not forwarded again.
+    assert pushing_client.post(callback_url(token=token), json={"n": 1}).status_code == 200
+    assert len(endpoint.seen) == 1
+
+
 def test_a_url_from_the_request_is_never_a_target(
     register, pushing_client, endpoint, callbacks, callback_url
 ):
