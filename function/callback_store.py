@@ -176,13 +176,40 @@ PageChoices = Callable[[Mapping[str, Any]], tuple[str, ...] | None]
 
 
 @dataclass
-class _Attempt:
-    """What one ``record`` call has done so far."""
+class _Storing:
+    """One ``record`` call: what it stores, and what it has done so far."""
 
+    client: firestore.Client
+    callbacks: firestore.CollectionReference
+    callback: Callback
+    # The fields a stored callback sets (received_fields).
+    received: dict[str, Any]
+    now: datetime
+    ttl: timedelta
+    allow_unregistered: bool
     calls: int = 0
     # A Commit failed without an answer (a timeout, say): it may have been
     # applied, so a stored callback with our fingerprint may be ours.
     ambiguous: bool = False
+
+    def first_receipt(self) -> dict[str, Any]:
+        """An unregistered callback's document: it expires like a registration."""
+        return {**self.received, "createdAt": self.now, "expireAt": self.now + self.ttl}
+
+    def commit(self, batch: firestore.WriteBatch) -> bool:
+        """Send ``batch`` once: True if applied; False if a precondition failed or no answer came.
+
+        Never resent: the caller reads to find out what happened.
+        """
+        self.calls += 1
+        try:
+            batch.commit(retry=None, timeout=RPC_TIMEOUT_SECONDS)
+        except PRECONDITION_FAILED:
+            return False
+        except TRANSIENT_ERRORS:
+            self.ambiguous = True
+            return False
+        return True
 
 
 def record(
@@ -204,81 +231,59 @@ def record(
     beside the callback (ANSWER_SUFFIX), so the page can say "already
     answered" after the workflow has consumed it.
     """
-    callbacks = client.collection(collection)
-    attempt = _Attempt()
-    received = received_fields(callback, payload_json, now)
-    if page_choices is None:
-        batch = _blind_commit(client, callbacks, callback, received, now, ttl, allow_unregistered)
-        if batch is not None:
-            try:
-                attempt.calls += 1
-                batch.commit(retry=None, timeout=RPC_TIMEOUT_SECONDS)
-            except PRECONDITION_FAILED:
-                pass
-            except TRANSIENT_ERRORS:
-                attempt.ambiguous = True
-            else:
-                forward_url = callback.forward_param if callback.token else None
-                return Recorded(Outcome.STORED, forward_url or None, None, attempt.calls)
-    return _read_decide_write(
-        client, callbacks, callback, received, now, ttl, allow_unregistered, page_choices, attempt
+    storing = _Storing(
+        client,
+        client.collection(collection),
+        callback,
+        received_fields(callback, payload_json, now),
+        now,
+        ttl,
+        allow_unregistered,
     )
+    if page_choices is None:
+        batch = _blind_commit(storing)
+        if batch is not None and storing.commit(batch):
+            forward_url = callback.forward_param if callback.token else None
+            return Recorded(Outcome.STORED, forward_url or None, None, storing.calls)
+    return _read_decide_write(storing, page_choices)
 
 
-def _blind_commit(
-    client: firestore.Client,
-    callbacks: firestore.CollectionReference,
-    callback: Callback,
-    received: dict[str, Any],
-    now: datetime,
-    ttl: timedelta,
-    allow_unregistered: bool,
-) -> firestore.WriteBatch | None:
-    """The one Commit that stores ``callback`` if it may, or None if the URL cannot tell.
+def _blind_commit(storing: _Storing) -> firestore.WriteBatch | None:
+    """The one Commit that stores the callback if it may, or None if the URL cannot tell.
 
     Registered: delete the key document (must exist: it proves the token and
     the endpoint, and that nothing was stored since) and update the callback
     document if it is the version created at ``reg`` (this registration, not
     a later one of the same step). Unregistered: create the document.
     """
-    document_id = callback.ids.document_id
+    callback, client = storing.callback, storing.client
+    document = storing.callbacks.document(callback.ids.document_id)
     batch = client.batch()
     if callback.token:
         registered_at = parse_registered_at(callback.registered_at)
         if registered_at is None:
             return None
-        key = key_document_id(document_id, callback.token, callback.forward_param or "")
-        batch.delete(callbacks.document(key), option=client.write_option(exists=True))
+        key = key_document_id(document.id, callback.token, callback.forward_param or "")
+        batch.delete(storing.callbacks.document(key), option=client.write_option(exists=True))
         batch.update(
-            callbacks.document(document_id),
-            received,
-            option=client.write_option(last_update_time=registered_at),
+            document, storing.received, option=client.write_option(last_update_time=registered_at)
         )
         return batch
-    if allow_unregistered:
-        batch.create(callbacks.document(document_id), _first_receipt(received, now, ttl))
+    if storing.allow_unregistered:
+        batch.create(document, storing.first_receipt())
         return batch
     return None
 
 
-def _read_decide_write(
-    client: firestore.Client,
-    callbacks: firestore.CollectionReference,
-    callback: Callback,
-    received: dict[str, Any],
-    now: datetime,
-    ttl: timedelta,
-    allow_unregistered: bool,
-    page_choices: PageChoices | None,
-    attempt: _Attempt,
-) -> Recorded:
+def _read_decide_write(storing: _Storing, page_choices: PageChoices | None) -> Recorded:
     """Read the callback document, decide, and write if it is still the version read."""
-    reference = callbacks.document(callback.ids.document_id)
+    callback = storing.callback
+    document = storing.callbacks.document(callback.ids.document_id)
     for _ in range(ATTEMPTS):
-        attempt.calls += 1
-        snapshot = reference.get(retry=RPC_RETRY, timeout=RPC_TIMEOUT_SECONDS)
+        storing.calls += 1
+        snapshot = document.get(retry=RPC_RETRY, timeout=RPC_TIMEOUT_SECONDS)
         stored = snapshot.to_dict() if snapshot.exists else None
-        outcome = decide(stored, callback, allow_unregistered)
+        outcome = decide(stored, callback, storing.allow_unregistered)
         if page_choices is not None and outcome in (Outcome.STORED, Outcome.DUPLICATE):
             choices = page_choices(stored or {})
             if choices is None:
@@ -286,54 +291,45 @@ def _read_decide_write(
             elif callback.value not in choices:
                 outcome = Outcome.INVALID_CHOICE
         forward_url = _endpoint_of(stored)
-        if outcome is Outcome.DUPLICATE and attempt.ambiguous:
+        if outcome is Outcome.DUPLICATE and storing.ambiguous:
             # Our own Commit may have stored it without our hearing back:
             # forward it (a second forward of one callback is never read).
-            return Recorded(outcome, forward_url, stored, attempt.calls)
+            return Recorded(outcome, forward_url, stored, storing.calls)
         if outcome is not Outcome.STORED:
-            return Recorded(outcome, None, stored, attempt.calls)
-        batch = client.batch()
+            return Recorded(outcome, None, stored, storing.calls)
+        batch = storing.client.batch()
         if stored is None:
-            batch.create(reference, _first_receipt(received, now, ttl))
+            batch.create(document, storing.first_receipt())
         else:
-            option = client.write_option(last_update_time=snapshot.update_time)
-            batch.update(reference, received, option=option)
+            option = storing.client.write_option(last_update_time=snapshot.update_time)
+            batch.update(document, storing.received, option=option)
             key = stored.get(KEY_FIELD)
             if isinstance(key, str) and key:
-                batch.delete(callbacks.document(key))
+                batch.delete(storing.callbacks.document(key))
         if page_choices is not None:
             batch.set(
-                callbacks.document(callback.ids.document_id + ANSWER_SUFFIX),
-                {
-                    "value": callback.value,
-                    FORM_FIELD: (stored or {}).get(FORM_FIELD),
-                    "answeredAt": now,
-                    "tokenHash": token_hash(callback.token),
-                    "expireAt": (stored or {}).get("expireAt") or now + ttl,
-                },
+                storing.callbacks.document(document.id + ANSWER_SUFFIX),
+                _answer_record(storing, stored or {}),
             )
-        try:
-            attempt.calls += 1
-            batch.commit(retry=None, timeout=RPC_TIMEOUT_SECONDS)
-        except PRECONDITION_FAILED:
-            continue
-        except TRANSIENT_ERRORS:
-            attempt.ambiguous = True
-            continue
-        return Recorded(Outcome.STORED, forward_url, stored, attempt.calls)
-    raise ContentionError(
-        f"{callback.ids.document_id} changed under each of {ATTEMPTS} attempts to store it"
-    )
+        if storing.commit(batch):
+            return Recorded(Outcome.STORED, forward_url, stored, storing.calls)
+    raise ContentionError(f"{document.id} changed under each of {ATTEMPTS} attempts to store it")
+
+
+def _answer_record(storing: _Storing, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """What a page answer leaves beside its callback, to outlive its consumption."""
+    return {
+        "value": storing.callback.value,
+        FORM_FIELD: stored.get(FORM_FIELD),
+        "answeredAt": storing.now,
+        "tokenHash": token_hash(storing.callback.token),
+        "expireAt": stored.get("expireAt") or storing.now + storing.ttl,
+    }
 
 
 def read(reference: firestore.DocumentReference) -> firestore.DocumentSnapshot:
     """One bounded read (the page's GET)."""
     return reference.get(retry=RPC_RETRY, timeout=RPC_TIMEOUT_SECONDS)
-
-
-def _first_receipt(received: dict[str, Any], now: datetime, ttl: timedelta) -> dict[str, Any]:
-    """An unregistered callback's document: it expires like a registration."""
-    return {**received, "createdAt": now, "expireAt": now + ttl}
 
 
 def _endpoint_of(stored: Mapping[str, Any] | None) -> str | None:

@@ -7,7 +7,7 @@ with one resource, and so every child shows up under it in `pulumi stack`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pulumi
 import pulumi_gcp as gcp
@@ -308,28 +308,26 @@ class CallbackBridge(pulumi.ComponentResource):
             # An abandoned database keeps its data; the data keeps its TTL.
             retain_on_delete=retain and self._args.firestore_deletion_policy == "ABANDON",
         )
-        previous: pulumi.Resource = gcp.firestore.Field(
-            f"{self._name}-ttl",
-            project=self._args.project,
-            database=database_id,
-            collection=self._args.callbacks_collection,
-            field=TTL_FIELD,
-            ttl_config={},
-            index_config={},
-            opts=self._child(*ready).merge(options),
-        )
-        for field in UNINDEXED_TIMESTAMPS:
-            # One after the other: Firestore refuses concurrent changes to
-            # one collection group's fields (409, "underlying data changed").
-            previous = gcp.firestore.Field(
-                f"{self._name}-noindex-{field}",
+
+        def field_settings(
+            name: str, field: str, after: list[pulumi.Resource], **config: Any
+        ) -> pulumi.Resource:
+            return gcp.firestore.Field(
+                f"{self._name}-{name}",
                 project=self._args.project,
                 database=database_id,
                 collection=self._args.callbacks_collection,
                 field=field,
                 index_config={},
-                opts=self._child(*ready, previous).merge(options),
+                opts=self._child(*after).merge(options),
+                **config,
             )
+
+        previous = field_settings("ttl", TTL_FIELD, ready, ttl_config={})
+        for field in UNINDEXED_TIMESTAMPS:
+            # One after the other: Firestore refuses concurrent changes to
+            # one collection group's fields (409, "underlying data changed").
+            previous = field_settings(f"noindex-{field}", field, [*ready, previous])
 
     # --- the receiver function -----------------------------------------
     def _function_source(self, archive: SourceArchive, identities: _Identities) -> _Source:
