@@ -1,8 +1,9 @@
 """Run the three ingest scenarios, one server at a time, against one Firestore emulator.
 
 (a) registered: function/main.py with its defaults; every callback was registered
-    (WAITING + token) directly in Firestore before the timed phase, as
-    getCallbackURL would have done.
+    directly in Firestore before the timed phase as getCallbackURL does (the
+    callback document, WAITING + token, and its key document), and is sent to
+    the URL getCallbackURL returns (with reg).
 (b) unregistered: function/main.py with CALLBACKS_ALLOW_UNREGISTERED=true and no
     registration.
 (c) seed: bench/ingest/seed_function, the original sample's one unconditional set.

@@ -7,7 +7,7 @@ callback on the clock; the clock's sleep that crosses T posts it to the real
 receiver (functions-framework over HTTP on loopback). Counted per execution:
 
 - steps executed (the runner counts every step it runs; Workflows bills per step),
-- Firestore connector calls (reads = ``get``; writes = createDocument, delete),
+- Firestore connector calls (reads = ``get``; writes = the registration's commit, delete),
 - resume delay: virtual time from the callback's arrival to waitForResponse
   returning, and the poll interval the callback fell into (the worst delay of a
   callback arriving near T: just after a read, it waits that whole interval).
