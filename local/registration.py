@@ -32,7 +32,6 @@ def _load() -> types.ModuleType:
 _registration = _load()
 
 KEY_FIELD: str = _registration.KEY_FIELD
-KEY_INFIX: str = _registration.KEY_INFIX
+key_document_id = _registration.key_document_id
 Registration = _registration.Registration
-registration_key = _registration.registration_key
 rfc3339 = _registration.rfc3339

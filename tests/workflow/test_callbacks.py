@@ -14,7 +14,7 @@ import requests
 
 from infra.workflow_env import WaitSettings
 from local.firestore_rest_bridge import FirestoreRestBridge
-from local.registration import registration_key
+from local.registration import key_document_id
 from local.workflow_runner import RunSettings, run_workflow
 
 # getCallbackURL then waitForResponse for input.step, with the settings from the
@@ -241,9 +241,7 @@ def test_a_retried_get_callback_url_returns_the_same_url(settings, callbacks):
     assert snapshot.create_time == datetime.fromisoformat(query(first)["reg"])
     key = callbacks.document(document["key"]).get()
     assert key.exists and key.to_dict() == {"expireAt": document["expireAt"]}
-    assert document["key"] == f"{run.execution_id}_retry.key." + registration_key(
-        document["token"], ""
-    )
+    assert document["key"] == key_document_id(f"{run.execution_id}_retry", document["token"], "")
 
 
 def test_a_callback_to_a_url_from_get_callback_url_costs_one_firestore_call(settings, receiver):

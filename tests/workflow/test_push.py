@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from local.callback_api import LOCAL_FORWARD_TOKEN
-from local.registration import registration_key
+from local.registration import key_document_id
 from local.workflow_runner import run_workflow
 
 ROUND_TRIP = {
@@ -142,7 +142,7 @@ def test_a_url_from_get_callback_url_is_stored_and_forwarded_with_one_firestore_
     )
     # The Commit consumed the key document with the registration.
     [token] = capability["token"]
-    key = f"{run.execution_id}_s.key." + registration_key(token, endpoint)
+    key = key_document_id(f"{run.execution_id}_s", token, endpoint)
     assert not callbacks.document(key).get().exists
 
 
