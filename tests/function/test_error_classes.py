@@ -126,3 +126,21 @@ def test_every_call_is_bounded_and_the_happy_path_is_one_commit(
         ("commit", bounded_commit),  # the retry: its Commit fails (already stored) ...
         ("batch_get_documents", bounded_read),  # ... and a read says it is the same callback
     ]
+
+
+def test_the_page_reads_are_bounded_too(client, register, callback_url, monkeypatch):
+    token = register(form_json='{"title": "T", "choices": [{"value": "ok", "label": "OK"}]}')
+    seen: list[dict] = []
+    real = FirestoreClient.batch_get_documents
+
+    def recording(self, *args, **kwargs):
+        seen.append({"timeout": kwargs.get("timeout"), "retry": kwargs.get("retry")})
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(FirestoreClient, "batch_get_documents", recording)
+    store = sys.modules["callback_store"]
+
+    page = client.get(callback_url(token=token, view="page"))
+
+    assert page.status_code == 200
+    assert seen == [{"timeout": store.RPC_TIMEOUT_SECONDS, "retry": store.RPC_RETRY}]
