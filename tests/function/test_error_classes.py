@@ -38,6 +38,7 @@ def test_a_bug_is_a_500_with_its_stack(client, register, callback_url, monkeypat
 
 
 def test_an_invalid_argument_is_a_500(client, register, callback_url, monkeypatch):
+    """A request Firestore finds malformed is our bug, not the database's weather."""
     token = register()
 
     def commit_rejected(self, *args, **kwargs):
