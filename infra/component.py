@@ -282,8 +282,9 @@ class CallbackBridge(pulumi.ComponentResource):
             pulumi.log.warn(
                 f"Firestore database {args.existing_firestore_database!r} is not managed by "
                 f"this stack, so neither is the TTL policy on {args.callbacks_collection}."
-                f"{TTL_FIELD}: without it, callback documents are never deleted. Create it "
-                "once (docs/deploy.md) or set manageTtlOnExistingDatabase.",
+                f"{TTL_FIELD} (nor its index exemptions): without the policy, callback "
+                "documents are never deleted. Create them once (docs/deploy.md) or set "
+                "manageTtlOnExistingDatabase.",
                 resource=self,
             )
         return _Data(database_id, ready)

@@ -127,8 +127,8 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("firestoreDeletionPolicy", "firestore_deletion_policy", str,
               "What pulumi destroy does to the created database: DELETE, ABANDON or PREVENT."),
     ConfigKey("manageTtlOnExistingDatabase", "manage_ttl_on_existing_database", bool,
-              "With firestoreDatabase set, create the TTL policy on it anyway (it is shared "
-              "with every stack using that database)."),
+              "With firestoreDatabase set, create the TTL policy and index exemptions on it "
+              "anyway (it is shared with every stack using that database)."),
     ConfigKey("firestoreDeleteProtection", "firestore_delete_protection", bool,
               "Turn on Firestore's own delete protection for the created database."),
     ConfigKey("restrictDataAccessToDatabase", "restrict_data_access_to_database", bool,
