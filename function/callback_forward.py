@@ -17,13 +17,12 @@ own identity. Rules (docs/protocol.md, "Push delivery"):
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 from google.auth import exceptions as auth_exceptions
@@ -37,6 +36,25 @@ BACKOFF_SECONDS = (0.2, 0.6)
 # of the caller's request.
 ATTEMPT_TIMEOUT = (2.0, 3.0)
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+# The callback endpoint's shape, from the Workflow Executions API reference
+# (sendHttpCallback,
+# https://cloud.google.com/workflows/docs/reference/executions/rest/v1/projects.locations.workflows.executions.callbacks/sendHttpCallback):
+#   https://workflowexecutions.googleapis.com/v1/{workflow=projects/*/locations/*/workflows/*}
+#       /executions/{executionId}/callbacks/{callbackId}
+# and the `url` events.create_callback_endpoint returns has it too
+# (https://cloud.google.com/workflows/docs/creating-callback-endpoints).
+# The reference promises no alphabet for the workflow, execution and callback
+# ids, and a refused forward costs the waiting workflow a whole slice (1 h by
+# default): each id may be any path segment that stays one segment of this
+# path. Scheme, host, project and region are compared exactly.
+ID_SEGMENTS = ("workflows", "executions", "callbacks")
+# What would let an id leave its segment (or, on a server that decodes the
+# path before routing, its path): a separator, a query, a fragment.
+SEGMENT_BREAKERS = frozenset("/\\?#")
+DOT_SEGMENTS = frozenset({".", ".."})
+# Decoding stops here; an id still percent-encoded after this many passes is refused.
+MAX_DECODINGS = 4
 
 
 class ForwardConfigError(ValueError):
@@ -91,28 +109,43 @@ class Forwarder:
         self.region = region
         self.origin = origin.rstrip("/")
         self._local_token = local_token
-        projects = "|".join(re.escape(p) for p in (project, project_number) if p)
-        self._target = (
-            re.compile(
-                rf"{re.escape(self.origin)}/v1/projects/(?:{projects})/locations/"
-                rf"{re.escape(region)}/workflows/[A-Za-z0-9_-]+/executions/[A-Za-z0-9_-]+"
-                r"/callbacks/[A-Za-z0-9_-]+"
-            )
-            if projects and region
-            else None
-        )
+        self._projects = frozenset(p for p in (project, project_number) if p)
         self._session: requests.Session | None = None
         self._session_lock = threading.Lock()
 
     def target_problem(self, url: str) -> str | None:
         """Why ``url`` is not a callback endpoint this receiver may send to, or None."""
-        if self._target is None:
+        if not self._projects or not self.region:
             return "push delivery is not configured (GOOGLE_CLOUD_PROJECT, CALLBACKS_REGION)"
-        if not self._target.fullmatch(url):
+        reason = self._shape_problem(url)
+        if reason is not None:
             return (
                 "not a Workflows callback endpoint of "
-                f"projects/{self.project}/locations/{self.region} at {self.origin}"
+                f"projects/{self.project}/locations/{self.region} at {self.origin}: {reason}"
             )
+        return None
+
+    def _shape_problem(self, url: str) -> str | None:
+        """What in ``url`` breaks the endpoint's shape (see ID_SEGMENTS), or None."""
+        prefix = f"{self.origin}/v1/projects/"
+        if not url.startswith(prefix):
+            return "another scheme, host or API version"
+        if "?" in url or "#" in url:
+            return "a query or fragment"
+        segments = url[len(prefix) :].split("/")
+        if len(segments) != 9:
+            return "not projects/P/locations/L/workflows/W/executions/E/callbacks/C"
+        project, locations, region, *ids = segments
+        if project not in self._projects:
+            return "another project"
+        if locations != "locations" or region != self.region:
+            return "another region"
+        if tuple(ids[0::2]) != ID_SEGMENTS:
+            return "not projects/P/locations/L/workflows/W/executions/E/callbacks/C"
+        for name, value in zip(ID_SEGMENTS, ids[1::2], strict=True):
+            problem = id_segment_problem(value)
+            if problem is not None:
+                return f"the {name[:-1]} id is {problem}"
         return None
 
     def forward(self, url: str, callback: Mapping[str, Any]) -> ForwardResult:
@@ -165,3 +198,42 @@ class Forwarder:
 
         credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
         return AuthorizedSession(credentials)
+
+
+def id_segment_problem(segment: str) -> str | None:
+    """Why ``segment`` cannot be a workflow, execution or callback id in the path, or None.
+
+    Refused: empty; a character that is not printable ASCII (a URL Google
+    built is percent-encoded); once decoded (repeatedly, so ``%252F`` counts
+    as ``/``), a separator, query or fragment character, a control
+    character, or a dot segment (``.``, ``..``) that would climb the path.
+    """
+    if not segment:
+        return "empty"
+    if not all(_printable_ascii(char) for char in segment):
+        return "not printable ASCII"
+    decoded = _fully_decoded(segment)
+    if decoded is None:
+        return f"percent-encoded more than {MAX_DECODINGS} times"
+    if SEGMENT_BREAKERS.intersection(decoded):
+        return "more than one path segment (/, \\, ? or #, possibly percent-encoded)"
+    if decoded in DOT_SEGMENTS:
+        return "a dot segment"
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in decoded):
+        return "a percent-encoded control character"
+    return None
+
+
+def _printable_ascii(char: str) -> bool:
+    return 0x21 <= ord(char) <= 0x7E
+
+
+def _fully_decoded(segment: str) -> str | None:
+    """``segment`` percent-decoded until nothing changes; None if that takes too many passes."""
+    decoded = segment
+    for _ in range(MAX_DECODINGS + 1):
+        once = unquote(decoded)
+        if once == decoded:
+            return decoded
+        decoded = once
+    return None

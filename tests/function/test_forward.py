@@ -107,6 +107,80 @@ def test_only_this_projects_and_regions_callback_endpoints_are_targets(
     assert forwarder.target_problem(endpoint.url()) is None
 
 
+GOOGLE_PREFIX = "https://workflowexecutions.googleapis.com/v1/projects/my-project/locations/eu1"
+
+
+def callback_endpoint(workflow: str = "wf", execution: str = "e-1", callback: str = "c_1") -> str:
+    return f"{GOOGLE_PREFIX}/workflows/{workflow}/executions/{execution}/callbacks/{callback}"
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        {"workflow": "approvals.v2"},
+        {"execution": "run~1.retry"},
+        {"callback": "cb.~_-9"},
+        {"workflow": "a.b~c", "execution": "x.y~z", "callback": "..."},
+        {"execution": "run%7E1"},  # ~, percent-encoded
+        {"callback": "c.d%2E"},  # a dot that ends an id, not a dot segment
+    ],
+    ids=lambda ids: ",".join(ids.values()),
+)
+def test_ids_outside_the_letters_digits_dash_underscore_alphabet_are_targets(forward_module, ids):
+    # Google does not promise [A-Za-z0-9_-] for these ids; refusing a real
+    # endpoint would delay the callback by a whole slice.
+    google = forward_module.Forwarder("my-project", "eu1")
+
+    assert google.target_problem(callback_endpoint(**ids)) is None
+
+
+@pytest.mark.parametrize(
+    ("ids", "reason"),
+    [
+        ({"execution": "a/b"}, "not projects/P"),
+        ({"callback": "c?x=1"}, "a query or fragment"),
+        ({"callback": "c#frag"}, "a query or fragment"),
+        ({"execution": "a%2Fb"}, "more than one path segment"),
+        ({"execution": "a%2fb"}, "more than one path segment"),
+        ({"execution": "a%252Fb"}, "more than one path segment"),  # %2F once decoded
+        ({"execution": "a%5Cb"}, "more than one path segment"),  # a backslash
+        ({"callback": "c%3Fx=1"}, "more than one path segment"),
+        ({"callback": "c%23frag"}, "more than one path segment"),
+        ({"workflow": ""}, "is empty"),
+        ({"callback": ""}, "is empty"),
+        ({"execution": ".."}, "a dot segment"),
+        ({"execution": "."}, "a dot segment"),
+        ({"execution": "%2E%2e"}, "a dot segment"),
+        ({"workflow": "%2e"}, "a dot segment"),
+        ({"execution": "a%00b"}, "control character"),
+        ({"execution": "a b"}, "not printable ASCII"),
+        ({"execution": "ä"}, "not printable ASCII"),
+        ({"execution": "a%2525252525252Fb"}, "percent-encoded more than"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else ",".join(value.values()) or "empty",
+)
+def test_an_id_that_is_not_exactly_one_path_segment_is_refused(forward_module, ids, reason):
+    google = forward_module.Forwarder("my-project", "eu1")
+
+    problem = google.target_problem(callback_endpoint(**ids))
+
+    assert problem is not None
+    assert reason in problem
+
+
+def test_an_extra_or_missing_segment_is_refused(forward_module):
+    google = forward_module.Forwarder("my-project", "eu1")
+
+    for url in (
+        callback_endpoint() + "/",
+        callback_endpoint().replace("/workflows/", "/workflows//"),
+        callback_endpoint().replace("/callbacks/", "/callback/"),
+        callback_endpoint().replace("/executions/e-1", "/executions/e-1/x"),
+        callback_endpoint().replace("/locations/", "/locations/eu1/../"),
+    ):
+        assert google.target_problem(url) is not None, url
+
+
 def test_a_local_token_never_leaves_loopback(forward_module):
     with pytest.raises(forward_module.ForwardConfigError, match="loopback"):
         forward_module.Forwarder(PROJECT, REGION, origin="https://example.com", local_token=TOKEN)
