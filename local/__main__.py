@@ -5,7 +5,9 @@
 
 Starts the Firestore emulator and the receiver, runs the workflow (with
 workflow/callbacks.yaml appended, as in deployment),
-prints each callback URL the moment getCallbackURL returns it, and the result.
+prints each callback URL the moment getCallbackURL returns it, and the result
+(and, for a callback it sent itself, how long the workflow took to resume)
+as soon as the workflow returns, before the stack is stopped.
 The demo calls each URL itself after a short delay (a POST with a JSON body),
 so it completes on its own, unless --wait-for-human. Your own workflow waits
 for you to call it, unless --auto-callback: a made-up answer is only what a
@@ -22,6 +24,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from time import monotonic
 from types import FrameType
 from typing import Any
 
@@ -31,13 +34,16 @@ from infra.args import WorkflowSourceError
 from local.firestore_emulator import EmulatorError
 from local.receiver import ReceiverError
 from local.stack import local_stack
-from local.workflow_runner import load_workflow
+from local.workflow_runner import RunResult, load_workflow
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "workflow" / "example.yaml"
 DEMO_ARGUMENT = {"subject": "Deploy release 1.4.2 to production"}
 DEFAULT_BODY = {"approved": True, "by": "demo"}
 # What getCallbackURL appends for a page for people (a registration with a form).
 PAGE_MARK = "&view=page"
+# How long to let a callback that is being sent finish once the workflow has
+# returned (the request's own timeout is 10 s), so its line comes first.
+SENDER_GRACE_SECONDS = 12.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(workflow: Path, argument: Any, options: argparse.Namespace) -> int:
     timers: list[threading.Timer] = []
+    # When each callback this runner sent got its 2xx (monotonic seconds).
+    answered_at: list[float] = []
 
     printed_urls: list[str] = []
 
@@ -88,12 +96,14 @@ def _run(workflow: Path, argument: Any, options: argparse.Namespace) -> int:
             else:
                 print("Waiting for you. Call it, for example:", flush=True)
             print(
-                "  curl -X POST -H 'Content-Type: application/json' "
+                "  curl -sS -X POST -H 'Content-Type: application/json' "
                 f"-d {shlex.quote(body)} {shlex.quote(url.replace(PAGE_MARK, ''))}",
                 flush=True,
             )
             return
-        timer = threading.Timer(options.delay, _send_callback, (url, options.callback_body))
+        timer = threading.Timer(
+            options.delay, _send_callback, (url, options.callback_body, answered_at)
+        )
         timer.daemon = True
         timers.append(timer)
         timer.start()
@@ -111,24 +121,63 @@ def _run(workflow: Path, argument: Any, options: argparse.Namespace) -> int:
         print(f"Delivery: {stack.settings.wait.delivery}", flush=True)
         try:
             result = stack.run(workflow, argument, on_callback_url=on_url, on_log=on_log)
+            returned_at = monotonic()
         finally:
-            for timer in timers:
-                timer.cancel()
+            _stop_senders(timers)
+        # Reported before the stack is stopped: stopping takes seconds, and the
+        # result printed after it would read as a slow resume.
+        code = _report(result, answered_at, returned_at)
+        print("Stopping the local stack ...", flush=True)
+    print("Local stack stopped.", flush=True)
+    return code
+
+
+def _stop_senders(timers: list[threading.Timer]) -> None:
+    """Cancel the callbacks not sent yet; let one being sent finish, within a bound."""
+    for timer in timers:
+        timer.cancel()
+    for timer in timers:
+        timer.join(SENDER_GRACE_SECONDS)
+
+
+def _report(result: RunResult, answered_at: list[float], returned_at: float) -> int:
+    """Print how the run ended; the exit code."""
     if not result.succeeded:
         error = json.dumps(result.error, indent=2, ensure_ascii=False)
-        print(f"Workflow failed: {error}", file=sys.stderr)
+        print(f"Workflow failed: {error}", file=sys.stderr, flush=True)
         return 1
     events = result.callback_events
     if events["forwarded"]:
         print("Delivered by push: the receiver forwarded the callback and the wait resumed.")
     elif events["create_callback_endpoint"]:
         print("Delivered from Firestore: the callback was there before the wait or a slice ended.")
+    if answered_at:
+        print(resume_line(returned_at - answered_at[-1]))
     print("Workflow result:")
-    print(json.dumps(result.result, indent=2, ensure_ascii=False))
+    print(json.dumps(result.result, indent=2, ensure_ascii=False), flush=True)
     return 0
 
 
-def _send_callback(url: str, body: Any) -> None:
+def resume_line(seconds_after_answer: float) -> str:
+    """How long after the last callback's 2xx the workflow returned, for people."""
+    if seconds_after_answer < 0:
+        # Push: the receiver forwards before it answers, so the workflow can
+        # be done before the sender has its 200.
+        return (
+            f"Resumed: the workflow returned {_duration(-seconds_after_answer)} before "
+            "the callback's 200 reached the sender (the receiver forwards, then answers)."
+        )
+    return (
+        f"Resumed: the workflow returned {_duration(seconds_after_answer)} "
+        "after the callback's 200."
+    )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def _send_callback(url: str, body: Any, answered_at: list[float]) -> None:
     try:
         if PAGE_MARK in url:
             # What a person's click sends: the page's form.
@@ -136,6 +185,8 @@ def _send_callback(url: str, body: Any) -> None:
             response = requests.post(url, data=answer, timeout=10)
         else:
             response = requests.post(url, json=body, timeout=10)
+        if response.ok:
+            answered_at.append(monotonic())
         shown = (
             response.text.strip()
             if response.headers.get("Content-Type", "").startswith("application/json")

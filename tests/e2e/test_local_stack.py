@@ -59,7 +59,9 @@ class LocalCli:
     def result(self) -> dict:
         code, output = self.finish()
         assert code == 0, output
-        return json.loads(output.split("Workflow result:", 1)[1])
+        # The result is printed before the stack stops; its lines follow.
+        text = output.split("Workflow result:", 1)[1].lstrip()
+        return json.JSONDecoder().raw_decode(text)[0]
 
 
 @pytest.fixture
