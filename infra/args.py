@@ -119,8 +119,9 @@ class CallbackBridgeArgs:
     enable_apis: bool = True
     # IAM grants take effect some time after the API call that makes them
     # returns; the function build and the first execution wait this long
-    # after the grants (0: no wait).
-    iam_propagation_seconds: int = 60
+    # after the grants (0: no wait). Google: "typically 2 minutes, potentially
+    # 7 minutes or longer" (https://cloud.google.com/iam/docs/access-change-propagation).
+    iam_propagation_seconds: int = 120
     # With existing_firestore_database, create the TTL policy on its
     # collection anyway. It is a setting of that database, shared with every
     # other stack using it, and destroying this stack would remove it.
