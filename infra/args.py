@@ -55,6 +55,12 @@ _GOOGLE_LIKE = re.compile(r"g[o0][o0]g[l1][e3]")
 
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+# Resource Manager, "Creating and managing projects"
+# (https://cloud.google.com/resource-manager/docs/creating-managing-projects):
+# a project id is 6 to 30 lowercase letters, digits or hyphens, starts with a
+# letter and does not end with a hyphen. That page gives no other form, so a
+# domain-scoped id ("example.com:my-project") is not accepted either.
+_PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 # Firestore takes regions (europe-west1) and multi-regions (nam5, eur3).
 _FIRESTORE_LOCATION = re.compile(r"^([a-z]+-[a-z]+[0-9]+|[a-z]+[0-9]+)$")
 _MEMORY = re.compile(r"^[0-9]+(k|M|G|Mi|Gi)$")
@@ -138,13 +144,7 @@ class CallbackBridgeArgs:
 
     def problems(self) -> list[str]:
         """Every problem with these arguments, as messages a user can act on."""
-        problems: list[str] = []
-        if not self.project:
-            problems.append("gcp:project is not set (pulumi config set gcp:project YOUR_PROJECT)")
-        if not self.region:
-            problems.append("gcp:region is not set (pulumi config set gcp:region europe-west1)")
-        elif not _REGION.match(self.region):
-            problems.append(f"gcp:region {self.region!r} is not a region like europe-west1")
+        problems = self._project_and_region_problems()
         if not self.name:
             problems.append("the resource name base is empty")
         if not _RUNTIME.match(self.function_runtime):
@@ -194,7 +194,8 @@ class CallbackBridgeArgs:
                 f"firestoreDatabase {self.existing_firestore_database!r} is not a valid "
                 "Firestore database id"
             )
-        if not _FIRESTORE_LOCATION.match(self.firestore_location_or_region):
+        # Empty means gcp:region, whose own problem is reported above.
+        if self.firestore_location and not _FIRESTORE_LOCATION.match(self.firestore_location):
             problems.append(
                 f"firestoreLocation {self.firestore_location!r} is not a Firestore location "
                 "like europe-west1 or eur3"
@@ -206,6 +207,32 @@ class CallbackBridgeArgs:
         problems += self.wait.validate()
         problems += self._name_problems()
         problems += self._source_problems()
+        return problems
+
+    def _project_and_region_problems(self) -> list[str]:
+        """gcp:project and gcp:region: set, and shaped as Google names them."""
+        problems: list[str] = []
+        if not self.project:
+            problems.append(
+                "gcp:project is not set: set it with `pulumi config set gcp:project <project-id>`"
+            )
+        elif not _PROJECT_ID.match(self.project):
+            problems.append(
+                f"gcp:project {self.project!r} is not a Google Cloud project id: 6 to 30 "
+                "lowercase letters, digits or hyphens, starting with a letter and not ending "
+                "with a hyphen (the id, not the project's display name: `gcloud projects list` "
+                "shows both)"
+            )
+        if not self.region:
+            problems.append(
+                "gcp:region is not set: set it with `pulumi config set gcp:region <region>`, "
+                "for example europe-west1"
+            )
+        elif not _REGION.match(self.region):
+            problems.append(
+                f"gcp:region {self.region!r} is not a Google Cloud region: lowercase words "
+                "joined by hyphens, ending in a number, like europe-west1 or us-central1"
+            )
         return problems
 
     def _instance_problems(self) -> list[str]:
@@ -244,7 +271,9 @@ class CallbackBridgeArgs:
 
     def _name_problems(self) -> list[str]:
         """Limits on the names derived from project and name that Google checks only on create."""
-        if not self.project or not self.name:
+        # Names derived from a missing or malformed project id would only
+        # repeat its problem.
+        if not _PROJECT_ID.match(self.project) or not self.name:
             return []
         problems: list[str] = []
         names = ResourceNames.derive(self.project, self.name)

@@ -15,8 +15,9 @@ registered, so a typo in one key never leaves a half-created stack.
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -235,7 +236,7 @@ def load_args() -> CallbackBridgeArgs:
     """
     gcp_config = pulumi.Config("gcp")
     config = pulumi.Config()
-    problems: list[str] = []
+    problems = unknown_key_problems(pulumi.get_project(), stack_config_keys())
     values: dict[str, Any] = {}
     for key in CONFIG_KEYS:
         raw = config.get(key.name)
@@ -251,6 +252,49 @@ def load_args() -> CallbackBridgeArgs:
         stack=pulumi.get_stack(),
         values=values,
         problems=problems,
+    )
+
+
+def stack_config_keys() -> set[str]:
+    """Every config key the running program was given, namespaced ("gcp:region").
+
+    pulumi.Config reads one key at a time and cannot list them. The pulumi
+    CLI's Python language host hands the program the stack's whole config as
+    the JSON environment variable PULUMI_CONFIG (pulumi.runtime.get_config_env);
+    Automation API inline programs and Pulumi's test mocks set the runtime's
+    config map instead (pulumi.runtime.set_all_config, held in
+    pulumi.runtime.config.CONFIG). pulumi.runtime.get_config looks in the same
+    two places, so these are the keys the program can read.
+    """
+    return set(pulumi.runtime.get_config_env()) | set(pulumi.runtime.config.CONFIG.get())
+
+
+def unknown_key_problems(namespace: str, keys: Iterable[str]) -> list[str]:
+    """A problem for each key in the project's namespace that is not a config key.
+
+    The pulumi CLI checks stack values against the types Pulumi.yaml declares,
+    but not that each key in the project's namespace is declared, so a
+    misspelled key would be ignored and its setting silently take the default.
+    """
+    problems: list[str] = []
+    for key in sorted(keys):
+        key_namespace, _, name = key.partition(":")
+        if key_namespace == namespace and name not in _BY_NAME:
+            problems.append(_unknown_key_problem(namespace, name))
+    return problems
+
+
+def _unknown_key_problem(namespace: str, name: str) -> str:
+    close = difflib.get_close_matches(name, _BY_NAME, n=1)
+    removal = f"remove it with `pulumi config rm {namespace}:{name}`"
+    if close:
+        return (
+            f"{namespace}:{name} is not a setting of this project; did you mean "
+            f"{namespace}:{close[0]}? ({removal} and set that key instead)"
+        )
+    return (
+        f"{namespace}:{name} is not a setting of this project ({removal}; Pulumi.yaml "
+        "and docs/deploy.md list the settings)"
     )
 
 

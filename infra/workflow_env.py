@@ -79,8 +79,10 @@ class WaitSettings:
             problems.append("pushSliceSeconds must be greater than 0")
         if self.ttl_seconds < self.timeout_seconds:
             problems.append(
-                "ttlSeconds must be at least timeoutSeconds, or Firestore could delete "
-                "a registration while its workflow still waits"
+                f"ttlSeconds {_number(self.ttl_seconds)} is shorter than timeoutSeconds "
+                f"{_number(self.timeout_seconds)}: Firestore's TTL could delete a registration "
+                "while its workflow still waits for the callback; ttlSeconds must be at least "
+                "timeoutSeconds"
             )
         if not problems and self.poll_steps() > WAIT_STEP_BUDGET:
             problems.append(

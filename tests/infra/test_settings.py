@@ -171,7 +171,7 @@ def test_settings_problems_name_the_config_keys() -> None:
 
 
 def test_name_base_is_prefix_and_stack() -> None:
-    args = build_args("p", "europe-west1", "prod", {"namePrefix": "Orders"})
+    args = build_args("my-project", "europe-west1", "prod", {"namePrefix": "Orders"})
 
     assert args.name.startswith("orders-")
     assert args.name.endswith("-prod")
