@@ -8,6 +8,7 @@ own diagnosis (during it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -113,10 +114,9 @@ class CloudDeployment:
         return list(reversed(payloads))
 
     def stop(self, run_id: str) -> None:
-        try:
+        # Already ended, or not ours to cancel: nothing lingers either way.
+        with contextlib.suppress(google_errors.GoogleAPICallError):
             self._executions.cancel_execution(name=self._execution_name(run_id))
-        except google_errors.GoogleAPICallError:
-            pass  # already ended, or not ours to cancel: nothing lingers either way
 
     def _execution_name(self, run_id: str) -> str:
         return f"{self._workflow_path}/executions/{run_id}"

@@ -74,7 +74,7 @@ class LocalDeployment:
         return run_id
 
     def status(self, run_id: str) -> ExecutionStatus:
-        thread, outcome = self._runs[run_id]
+        _, outcome = self._runs[run_id]
         if not outcome:
             return ExecutionStatus(state="ACTIVE")
         result, ended_at = outcome[0]

@@ -19,7 +19,9 @@ from ops.errors import OpsError
 
 # workflowId is the workflow's full resource name (pulumi-gcp's id for
 # google_workflows_workflow): projects/P/locations/R/workflows/W.
-_WORKFLOW_ID = re.compile(r"projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/workflows/[^/]+")
+_WORKFLOW_ID = re.compile(
+    r"projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/workflows/[^/]+"
+)
 REQUIRED = ("functionUrl", "verifyWorkflowName", "firestoreDatabase", "callbacksCollection")
 
 

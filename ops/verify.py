@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
-from ops.deployment import FAILED, SUCCEEDED, Deployment, ExecutionStatus
+from ops.deployment import SUCCEEDED, Deployment, ExecutionStatus
 
 MACHINE_STEP = "verify"
 PAGE_STEP = "verify-page"
@@ -167,9 +167,7 @@ def _check_page(url: str, nonce: str, report: Report) -> None:
         raise VerifyFailed("page renders", "the page does not show the form's title")
     report.ok("page renders", f"200 in {_ms(elapsed())}")
     with _timed() as elapsed:
-        answer = _call(
-            "page answered", "POST", url, data={"choice": PAGE_CHOICE, "comment": nonce}
-        )
+        answer = _call("page answered", "POST", url, data={"choice": PAGE_CHOICE, "comment": nonce})
     if answer.status_code != 200:
         raise VerifyFailed(
             "page answered",
@@ -264,8 +262,7 @@ def _check_result(
     if machine.get("body") != payload:
         raise VerifyFailed(
             "result matches",
-            f"sent {json.dumps(payload)}, the workflow returned "
-            f"{json.dumps(machine.get('body'))}",
+            f"sent {json.dumps(payload)}, the workflow returned {json.dumps(machine.get('body'))}",
             "The workflow returned another callback than the one verify sent: another "
             "caller answered this run's URL first, or the receiver and the workflow "
             "disagree on the payload format (deploy both from one version).",
