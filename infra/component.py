@@ -6,15 +6,17 @@ with one resource, and so every child shows up under it in `pulumi stack`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pulumi
 import pulumi_gcp as gcp
+from pulumi_random import RandomId
 from pulumiverse_time import Sleep
 
 from infra.args import CallbackBridgeArgs
-from infra.names import ResourceNames
+from infra.names import ROLE_SUFFIX_BYTES, ResourceNames, custom_role_id
 from infra.source_archive import SourceArchive, build_source_archive
 from infra.workflow_env import workflow_env_vars
 
@@ -42,20 +44,108 @@ APIS = (
     "workflows",
 )
 
-DATASTORE = "roles/datastore.user"
-SEND_CALLBACKS = "workflows.callbacks.send"
 LOG_WRITER = "roles/logging.logWriter"
+SEND_CALLBACKS = "workflows.callbacks.send"
 
-# What a custom Cloud Build service account needs to build a gen2 function
-# (Google's "Custom Service Account for Cloud Build"): write build logs, push
-# the image to the gcf-artifacts repository, read the source. Reading the
-# source is granted on our bucket and, under a condition, on the
-# gcf-v2-sources-* buckets Cloud Functions stages a copy of it in.
-BUILD_PROJECT_ROLES = {
-    "build-logwriter": LOG_WRITER,
-    "build-artifactwriter": "roles/artifactregistry.writer",
+# Each identity's Firestore permissions, derived from the calls it makes,
+# by Google's table of the permissions each Firestore method needs
+# (https://cloud.google.com/firestore/docs/security/iam, "Required
+# permissions for API methods"). Neither runs queries (datastore.entities.list)
+# nor transactions (datastore.databases.get), so roles/datastore.user would
+# grant more than they use: listing every pending registration, tokens
+# included, in a database that may be shared.
+FUNCTION_FIRESTORE_CALLS: dict[str, tuple[str, ...]] = {
+    # function/callback_store.py read() and _read_decide_write():
+    # DocumentReference.get is a BatchGetDocuments ("batchGet").
+    "DocumentReference.get": ("datastore.entities.get",),
+    # The one Commit's writes (WriteBatch): create carries the precondition
+    # exists: false ("commit update ... exists precondition set to false").
+    "WriteBatch.create": ("datastore.entities.create",),
+    # update of the version read or registered (an update_time precondition:
+    # the document exists), "commit update ... set to true".
+    "WriteBatch.update": ("datastore.entities.update",),
+    # set, the page's answer record: no precondition, so both.
+    "WriteBatch.set": ("datastore.entities.create", "datastore.entities.update"),
+    # delete of the key document ("commit delete").
+    "WriteBatch.delete": ("datastore.entities.delete",),
 }
-STAGED_SOURCE_CONDITION = 'resource.name.startsWith("projects/_/buckets/gcf-v2-sources-")'
+WORKFLOW_FIRESTORE_CALLS: dict[str, tuple[str, ...]] = {
+    # getCallbackURL's register: both writes are updates with
+    # currentDocument.exists: false, so creates only.
+    "googleapis.firestore.v1.projects.databases.documents.commit": ("datastore.entities.create",),
+    # getCallbackURL's getExisting, waitForResponse's poll ("get").
+    "googleapis.firestore.v1.projects.databases.documents.get": ("datastore.entities.get",),
+    # waitForResponse's deleteConsumed and unregister ("delete").
+    "googleapis.firestore.v1.projects.databases.documents.delete": ("datastore.entities.delete",),
+}
+
+
+def permissions_of(calls: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """Every permission ``calls`` need, once each, sorted."""
+    return sorted({permission for needed in calls.values() for permission in needed})
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    """A custom role's content; its id is the stack's prefix plus a random suffix."""
+
+    title: str
+    description: str
+    permissions: list[str]
+
+
+# Keys as in infra.names.CUSTOM_ROLES.
+CUSTOM_ROLE_SPECS: dict[str, RoleSpec] = {
+    # Push delivery. No predefined role holds workflows.callbacks.send alone
+    # (Workflows Invoker, say, also starts executions).
+    "callback-sender": RoleSpec(
+        "Callback sender",
+        "Send HTTP callbacks to workflow executions (workflow-callbacks push).",
+        [SEND_CALLBACKS],
+    ),
+    "function-data": RoleSpec(
+        "Callback receiver data",
+        "Get, create, update and delete callback documents by name (workflow-callbacks).",
+        permissions_of(FUNCTION_FIRESTORE_CALLS),
+    ),
+    "workflow-data": RoleSpec(
+        "Callback workflow data",
+        "Get, create and delete callback documents by name (workflow-callbacks).",
+        permissions_of(WORKFLOW_FIRESTORE_CALLS),
+    ),
+}
+
+
+def database_condition_expression(project: str, database_id: str) -> str:
+    """Firestore access on one database only.
+
+    The form Google documents for per-database access ("Create and manage
+    databases", Configure per-database access permissions,
+    https://cloud.google.com/firestore/native/docs/manage-databases), and
+    the resource name format of a Firestore database in "Resource attributes
+    for IAM Conditions"
+    (https://cloud.google.com/iam/docs/conditions-resource-attributes).
+    """
+    return f'resource.name == "projects/{project}/databases/{database_id}"'
+
+
+def staged_source_condition_expression(project_number: str, region: str) -> str:
+    """Reading the copy of the source Cloud Functions stages for the build, nothing else.
+
+    Google's "Build process overview"
+    (https://cloud.google.com/functions/docs/building) names the bucket
+    gcf-v2-sources-PROJECT_NUMBER-REGION, and documents the condition for a
+    custom build service account in this form, there with a prefix that
+    matches the bucket of every region (and the upload and Cloud Run source
+    buckets, which a function deployed from its own bucket does not use).
+    The exact bucket name, ended by "/objects/", also keeps out
+    europe-west10's bucket from europe-west1's grant.
+    """
+    bucket = f"gcf-v2-sources-{project_number}-{region}"
+    return (
+        'resource.type == "storage.googleapis.com/Object" && '
+        f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/")'
+    )
 
 
 @dataclass(frozen=True)
@@ -82,6 +172,14 @@ class _Source:
     bucket: gcp.storage.Bucket
     archive: gcp.storage.BucketObject
     reader: gcp.storage.BucketIAMMember
+
+
+@dataclass(frozen=True)
+class _Images:
+    """Where the function build pushes its image, and the build's grant to push there."""
+
+    repository: gcp.artifactregistry.Repository
+    writer: gcp.artifactregistry.RepositoryIamMember
 
 
 class CallbackBridge(pulumi.ComponentResource):
@@ -151,16 +249,20 @@ class CallbackBridge(pulumi.ComponentResource):
         self.names = ResourceNames.derive(args.project, args.name)
         self._labels = {"app": "workflow-callbacks", **args.labels}
         self._services = self._enable_apis()
+        self._project_number = gcp.organizations.get_project_output(project_id=args.project).number
 
         identities = self._identities()
         data = self._data()
         source = self._function_source(archive, identities)
+        images = self._images(identities)
         # depends_on waits for the IAM calls to return, not for the grants to
         # take effect: the first gen2 build would then fail to read its source
         # and the first execution to reach Firestore. Wait for propagation,
         # again whenever a grant is replaced (the triggers).
-        iam_ready = self._iam_propagation([*self._grants(identities, data), source.reader])
-        function = self._function(identities, data, source, iam_ready)
+        iam_ready = self._iam_propagation(
+            [*self._grants(identities, data), source.reader, images.writer]
+        )
+        function = self._function(identities, data, source, images, iam_ready)
         workflow = self._workflow(identities, data, function, iam_ready, workflow_source)
         self._set_outputs(identities, data, source, function, workflow)
 
@@ -201,48 +303,67 @@ class CallbackBridge(pulumi.ComponentResource):
         )
 
     def _grants(self, identities: _Identities, data: _Data) -> list[pulumi.Resource]:
-        """Least privilege: each account's project roles, Firestore on this database only."""
-        condition = self._database_condition(data.database_id)
-        grants = [
-            self._project_role("function-datastore", identities.function, DATASTORE, condition),
+        """Least privilege: custom roles of exactly the calls made, Firestore on this database.
+
+        The project-level grants; the build's other two are on the source
+        bucket (_function_source) and the image repository (_images).
+        workflows.callbacks.send stays project-wide: Workflows roles can be
+        granted on the project only, and IAM conditions on resource names do
+        not reach Workflows (docs/deploy.md, "Residual risks").
+        """
+        database_only = self._database_condition(data.database_id)
+        role = self._custom_role
+        return [
             self._project_role(
-                "function-callback-sender", identities.function, self._callback_sender_role().name
+                "function-data", identities.function, role("function-data").name, database_only
             ),
-            self._project_role("workflow-datastore", identities.workflow, DATASTORE, condition),
+            self._project_role(
+                "function-callback-sender", identities.function, role("callback-sender").name
+            ),
+            self._project_role(
+                "workflow-data", identities.workflow, role("workflow-data").name, database_only
+            ),
+            # sys.log in the user's workflow.
             self._project_role("workflow-logwriter", identities.workflow, LOG_WRITER),
-        ]
-        grants += [
-            self._project_role(suffix, identities.build, role)
-            for suffix, role in BUILD_PROJECT_ROLES.items()
-        ]
-        grants.append(
+            # Build logs; Cloud Logging takes log writes per project.
+            self._project_role("build-logwriter", identities.build, LOG_WRITER),
             self._project_role(
                 "build-staged-source",
                 identities.build,
                 "roles/storage.objectViewer",
                 gcp.projects.IAMMemberConditionArgs(
-                    title="function-source-buckets-only",
-                    description="Source copies Cloud Functions stages for the build",
-                    expression=STAGED_SOURCE_CONDITION,
+                    title="staged-function-source-only",
+                    description="The copy of the source Cloud Functions stages for the build",
+                    expression=self._project_number.apply(
+                        lambda number: staged_source_condition_expression(number, self._args.region)
+                    ),
                 ),
-            )
-        )
-        return grants
+            ),
+        ]
 
-    def _callback_sender_role(self) -> gcp.projects.IAMCustomRole:
-        """Push delivery: the receiver sends callbacks to executions' callback endpoints.
+    def _custom_role(self, key: str) -> gcp.projects.IAMCustomRole:
+        """The custom role ``key`` (CUSTOM_ROLE_SPECS), its id new with every creation.
 
-        No predefined role holds workflows.callbacks.send alone (Workflows
-        Invoker, say, also starts executions), so a custom role with that one
-        permission.
+        The suffix is a RandomId's hex, and the role id is made of it and of
+        nothing else that varies: an `up` without changes keeps both. The
+        RandomId's keepers are the project and the id prefix, so a new
+        project (which replaces the role) also gets a new suffix.
         """
+        spec = CUSTOM_ROLE_SPECS[key]
+        prefix = self.names.role_id_prefixes[key]
+        suffix = RandomId(
+            f"{self._name}-{key}-role-suffix",
+            byte_length=ROLE_SUFFIX_BYTES,
+            keepers={"project": self._args.project, "rolePrefix": prefix},
+            opts=self._child(),
+        )
         return gcp.projects.IAMCustomRole(
-            f"{self._name}-callback-sender-role",
+            f"{self._name}-{key}-role",
             project=self._args.project,
-            role_id=self.names.callback_sender_role,
-            title=f"Callback sender ({self.names.function})"[:100],
-            description="Send HTTP callbacks to workflow executions (workflow-callbacks push).",
-            permissions=[SEND_CALLBACKS],
+            role_id=suffix.hex.apply(lambda hex_suffix: custom_role_id(prefix, hex_suffix)),
+            title=f"{spec.title} ({self.names.function})"[:100],
+            description=spec.description,
+            permissions=spec.permissions,
             opts=self._child(*self._apis("iam")),
         )
 
@@ -363,11 +484,46 @@ class CallbackBridge(pulumi.ComponentResource):
         )
         return _Source(bucket, source_object, reader)
 
+    def _images(self, identities: _Identities) -> _Images:
+        """The stack's own repository for the function's image, writable by its build only.
+
+        By default a build pushes to gcf-artifacts, a repository Cloud
+        Functions creates on the project's first deploy in a region, so the
+        writer role could only be granted project-wide, on every repository.
+        Google's "Custom Service Account for Cloud Build"
+        (https://cloud.google.com/functions/docs/securing/build-custom-sa)
+        lets a build push to a repository of one's own instead
+        (dockerRepository), which this stack creates before the build, grants
+        on, and deletes with the stack, images included.
+        """
+        args = self._args
+        repository = gcp.artifactregistry.Repository(
+            f"{self._name}-images",
+            project=args.project,
+            location=args.region,
+            repository_id=self.names.image_repository,
+            format="DOCKER",
+            description="Container images of the callback receiver function (workflow-callbacks).",
+            labels=self._labels,
+            opts=self._child(*self._apis("artifactregistry")),
+        )
+        writer = gcp.artifactregistry.RepositoryIamMember(
+            f"{self._name}-build-image-writer",
+            project=args.project,
+            location=args.region,
+            repository=repository.name,
+            role="roles/artifactregistry.writer",
+            member=identities.build.member,
+            opts=self._child(*self._apis("artifactregistry")),
+        )
+        return _Images(repository, writer)
+
     def _function(
         self,
         identities: _Identities,
         data: _Data,
         source: _Source,
+        images: _Images,
         iam_ready: list[pulumi.Resource],
     ) -> gcp.cloudfunctionsv2.Function:
         args = self._args
@@ -382,6 +538,7 @@ class CallbackBridge(pulumi.ComponentResource):
                 runtime=args.function_runtime,
                 entry_point=ENTRY_POINT,
                 service_account=identities.build.name,
+                docker_repository=images.repository.id,
                 source=gcp.cloudfunctionsv2.FunctionBuildConfigSourceArgs(
                     storage_source=gcp.cloudfunctionsv2.FunctionBuildConfigSourceStorageSourceArgs(
                         bucket=source.bucket.name,
@@ -410,9 +567,7 @@ class CallbackBridge(pulumi.ComponentResource):
                     # Push delivery: the receiver forwards only to callback
                     # endpoints of this project (by id or number) and region.
                     "CALLBACKS_REGION": args.region,
-                    "CALLBACKS_PROJECT_NUMBER": gcp.organizations.get_project_output(
-                        project_id=args.project
-                    ).number,
+                    "CALLBACKS_PROJECT_NUMBER": self._project_number,
                     # functions-framework's gunicorn threads: one per
                     # concurrent request, as Google recommends for Python.
                     "THREADS": str(args.function_concurrency),
@@ -552,7 +707,7 @@ class CallbackBridge(pulumi.ComponentResource):
             title="callbacks-database-only",
             description="Firestore access limited to the callbacks database",
             expression=pulumi.Output.from_input(database_id).apply(
-                lambda db: f'resource.name == "projects/{project}/databases/{db}"'
+                lambda db: database_condition_expression(project, db)
             ),
         )
 

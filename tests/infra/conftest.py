@@ -8,6 +8,7 @@ inputs (camelCase keys, as the engine sees them), parent and dependencies.
 from __future__ import annotations
 
 import runpy
+import secrets
 import shutil
 import sys
 from collections.abc import Callable
@@ -23,6 +24,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = REPO_ROOT / "__main__.py"
 PROJECT_NAME = "workflow-callbacks"
 PROJECT_NUMBER = "123456789012"
+RANDOM_ID = "random:index/randomId:RandomId"
+CUSTOM_ROLE = "gcp:projects/iAMCustomRole:IAMCustomRole"
 
 # __main__.py imports the infra package the way `pulumi up` does: from the
 # project folder on sys.path.
@@ -68,6 +71,10 @@ class Deployment:
         """(type, name) of what ``resource`` depends on."""
         return [(self.by_urn(u).type, self.by_urn(u).name) for u in resource.dependencies]
 
+    def custom_role(self, key: str) -> Registered:
+        """The custom role ``key`` (callback-sender, function-data, workflow-data)."""
+        return next(r for r in self.of_type(CUSTOM_ROLE) if r.name.endswith(f"-{key}-role"))
+
     def project_roles(self) -> list[tuple[str, str, str | None]]:
         """(member, role, condition expression) for every project IAM member."""
         return [
@@ -81,14 +88,29 @@ class Deployment:
 
 
 class FakeCloud(pulumi.runtime.Mocks):
-    """Fills in what Google Cloud would compute: emails, URLs, ids, service names."""
+    """Fills in what Google Cloud would compute: emails, URLs, ids, service names.
+
+    Every run creates every resource afresh, as a first `pulumi up` would:
+    a RandomId gets new random bytes each time.
+    """
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         inputs = dict(args.inputs)
         state = dict(inputs)
         project = inputs.get("project", "mock-project")
         resource_id = f"{args.name}_id"
-        if args.typ == "gcp:serviceaccount/account:Account":
+        if args.typ == RANDOM_ID:
+            # As pulumi-random does: byteLength random bytes, as hex and more.
+            random_bytes = secrets.token_bytes(int(inputs["byteLength"]))
+            state |= {"hex": random_bytes.hex(), "dec": str(int.from_bytes(random_bytes))}
+            resource_id = random_bytes.hex()
+        elif args.typ == "gcp:artifactregistry/repository:Repository":
+            state["name"] = inputs["repositoryId"]
+            resource_id = (
+                f"projects/{project}/locations/{inputs['location']}"
+                f"/repositories/{inputs['repositoryId']}"
+            )
+        elif args.typ == "gcp:serviceaccount/account:Account":
             email = f"{inputs['accountId']}@{project}.iam.gserviceaccount.com"
             state |= {
                 "email": email,
@@ -106,7 +128,7 @@ class FakeCloud(pulumi.runtime.Mocks):
             resource_id = (
                 f"projects/{project}/locations/{inputs['region']}/workflows/{inputs['name']}"
             )
-        elif args.typ == "gcp:projects/iAMCustomRole:IAMCustomRole":
+        elif args.typ == CUSTOM_ROLE:
             state["name"] = f"projects/{project}/roles/{inputs['roleId']}"
             resource_id = state["name"]
         elif args.typ == "gcp:firestore/database:Database":
@@ -118,6 +140,29 @@ class FakeCloud(pulumi.runtime.Mocks):
             project = args.args.get("projectId", "mock-project")
             return {"projectId": project, "number": PROJECT_NUMBER, "name": project}
         return {}
+
+
+class RememberingCloud(FakeCloud):
+    """FakeCloud across several `pulumi up`s of one stack, for what the engine keeps.
+
+    The engine creates a RandomId once and keeps its outputs for as long as
+    its inputs (byteLength, keepers) stay the same; a change to any of them
+    replaces it with new random bytes. The resources are remembered by type
+    and name, as the engine does by URN within a stack.
+    """
+
+    def __init__(self) -> None:
+        self.remembered: dict[tuple[str, str], tuple[dict, tuple[str, dict]]] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        if args.typ != RANDOM_ID:
+            return super().new_resource(args)
+        key, inputs = (args.typ, args.name), dict(args.inputs)
+        if key in self.remembered and self.remembered[key][0] == inputs:
+            return self.remembered[key][1]
+        created = super().new_resource(args)
+        self.remembered[key] = (inputs, created)
+        return created
 
 
 class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
@@ -139,9 +184,10 @@ def run_program(
     config: dict[str, Any] | None = None,
     project: str | None = "my-project",
     region: str | None = "europe-west1",
+    cloud: FakeCloud | None = None,
 ) -> Deployment:
     """Run __main__.py for ``stack`` with project config ``config`` (keys without namespace)."""
-    deployment, error = run_program_catching(stack, config, project, region)
+    deployment, error = run_program_catching(stack, config, project, region, cloud=cloud)
     if error is not None:
         raise error
     return deployment
@@ -153,11 +199,13 @@ def run_program_catching(
     project: str | None = "my-project",
     region: str | None = "europe-west1",
     program: Callable[[], None] | None = None,
+    cloud: FakeCloud | None = None,
 ) -> tuple[Deployment, Exception | None]:
     """Like run_program, but hands back the program's exception with what got registered.
 
     ``program`` replaces __main__.py, to drive the component the way another
-    Pulumi program would.
+    Pulumi program would. ``cloud`` (a fresh FakeCloud by default) may be
+    shared by several runs, as one stack's state is by several `pulumi up`s.
     """
     all_config = {
         f"{PROJECT_NAME}:{key}": _config_text(value) for key, value in (config or {}).items()
@@ -168,7 +216,7 @@ def run_program_catching(
         all_config["gcp:region"] = region
     pulumi.runtime.set_all_config(all_config)
 
-    monitor = RecordingMonitor(FakeCloud())
+    monitor = RecordingMonitor(cloud or FakeCloud())
     # A fresh root stack per run, so one test's outputs never leak into another's.
     runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT_NAME, stack=stack, monitor=monitor)
@@ -232,6 +280,12 @@ def own_workflow(tmp_path: Path) -> Path:
     path = tmp_path / "own-workflow.yaml"
     path.write_text(MINIMAL_WORKFLOW, encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def remembering_cloud() -> RememberingCloud:
+    """One stack's cloud across several runs (pass it as ``cloud=``)."""
+    return RememberingCloud()
 
 
 @pytest.fixture

@@ -26,6 +26,8 @@ ACCOUNT = "gcp:serviceaccount/account:Account"
 SERVICE = "gcp:projects/service:Service"
 INVOKER = "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
 SLEEP = "time:index/sleep:Sleep"
+REPOSITORY = "gcp:artifactregistry/repository:Repository"
+CUSTOM_ROLE = "gcp:projects/iAMCustomRole:IAMCustomRole"
 
 FUNCTION_SA = "serviceAccount:callbacks-dev-fn@my-project.iam.gserviceaccount.com"
 WORKFLOW_SA = "serviceAccount:callbacks-dev-wf@my-project.iam.gserviceaccount.com"
@@ -33,10 +35,15 @@ BUILD_SA = "serviceAccount:callbacks-dev-build@my-project.iam.gserviceaccount.co
 FUNCTION_URL = "https://europe-west1-my-project.cloudfunctions.net/callbacks-dev"
 
 
+def main_workflow(deployment):
+    """The user's workflow (the verification workflow is the other one)."""
+    return deployment.named("callbacks-workflow")
+
+
 def test_runs_with_only_project_and_region(deploy_as_is) -> None:
     deployment = deploy_as_is()
 
-    assert deployment.one(FUNCTION) and deployment.one(WORKFLOW) and deployment.one(DATABASE)
+    assert deployment.one(FUNCTION) and main_workflow(deployment) and deployment.one(DATABASE)
     assert set(deployment.outputs) >= {
         "functionUrl",
         "callbackUrlTemplate",
@@ -180,11 +187,11 @@ def test_resources_wait_for_the_apis_they_use(deploy) -> None:
 GRANTS = {
     "callbacks-function-callback-sender",
     "callbacks-build-logwriter",
-    "callbacks-build-artifactwriter",
+    "callbacks-build-image-writer",
     "callbacks-build-staged-source",
     "callbacks-build-source-reader",
-    "callbacks-function-datastore",
-    "callbacks-workflow-datastore",
+    "callbacks-function-data",
+    "callbacks-workflow-data",
     "callbacks-workflow-logwriter",
 }
 
@@ -195,7 +202,8 @@ def test_function_and_workflow_wait_for_the_grants_to_take_effect(deploy) -> Non
 
     # The wait starts once every grant has been made, and is made again when one is replaced.
     assert {name for _, name in deployment.dependency_types(sleep)} == GRANTS
-    assert sleep.inputs["createDuration"] == "60s"
+    # Google: grants take about 2 minutes to take effect (iamPropagationSeconds).
+    assert sleep.inputs["createDuration"] == "120s"
     assert len(sleep.inputs["triggers"]) == len(GRANTS)
     for resource in (FUNCTION, WORKFLOW):
         deps = {name for _, name in deployment.dependency_types(deployment.one(resource))}
@@ -206,35 +214,31 @@ def test_function_and_workflow_wait_for_the_grants_to_take_effect(deploy) -> Non
 
 def test_the_propagation_wait_is_a_setting_and_zero_depends_on_the_grants_directly(deploy):
     assert (
-        deploy(config={"iamPropagationSeconds": 120}).one(SLEEP).inputs["createDuration"] == "120s"
+        deploy(config={"iamPropagationSeconds": 300}).one(SLEEP).inputs["createDuration"] == "300s"
     )
 
     deployment = deploy(config={"iamPropagationSeconds": 0})
     assert deployment.of_type(SLEEP) == []
     function_deps = {name for _, name in deployment.dependency_types(deployment.one(FUNCTION))}
-    assert GRANTS - {"callbacks-workflow-logwriter", "callbacks-workflow-datastore"} <= (
-        function_deps
-    )
+    assert GRANTS - {"callbacks-workflow-logwriter", "callbacks-workflow-data"} <= (function_deps)
 
 
 def test_service_accounts_get_only_the_roles_they_need(deploy) -> None:
+    # What each custom role holds, and each condition: tests/infra/test_iam.py.
     deployment = deploy()
     roles = {(member, role) for member, role, _ in deployment.project_roles()}
 
+    def custom(key: str) -> str:
+        return deployment.custom_role(key).outputs["name"]
+
     assert roles == {
-        (FUNCTION_SA, "roles/datastore.user"),
-        (FUNCTION_SA, "projects/my-project/roles/callbacks_dev_callback_sender"),
-        (WORKFLOW_SA, "roles/datastore.user"),
+        (FUNCTION_SA, custom("function-data")),
+        (FUNCTION_SA, custom("callback-sender")),
+        (WORKFLOW_SA, custom("workflow-data")),
         (WORKFLOW_SA, "roles/logging.logWriter"),
         (BUILD_SA, "roles/logging.logWriter"),
-        (BUILD_SA, "roles/artifactregistry.writer"),
         (BUILD_SA, "roles/storage.objectViewer"),
     }
-    conditions = {(m, r): c for m, r, c in deployment.project_roles()}
-    database_only = 'resource.name == "projects/my-project/databases/callbacks-dev"'
-    assert conditions[(FUNCTION_SA, "roles/datastore.user")] == database_only
-    assert conditions[(WORKFLOW_SA, "roles/datastore.user")] == database_only
-    assert "gcf-v2-sources-" in conditions[(BUILD_SA, "roles/storage.objectViewer")]
 
     reader = deployment.one(BUCKET_MEMBER).inputs
     assert reader == {
@@ -244,29 +248,16 @@ def test_service_accounts_get_only_the_roles_they_need(deploy) -> None:
     }
 
 
-def test_the_receiver_may_send_callbacks_and_nothing_more(deploy) -> None:
-    # Push delivery: workflows.callbacks.send alone, through a custom role
-    # (Workflows Invoker would also let it start executions).
-    deployment = deploy()
-    role = deployment.one("gcp:projects/iAMCustomRole:IAMCustomRole")
-
-    assert role.inputs["permissions"] == ["workflows.callbacks.send"]
-    assert role.inputs["roleId"] == "callbacks_dev_callback_sender"
-    assert ("gcp:projects/iAMCustomRole:IAMCustomRole", "callbacks-callback-sender-role") in (
-        deployment.dependency_types(deployment.named("callbacks-function-callback-sender"))
-    )
-    other = deploy(stack="prod").one("gcp:projects/iAMCustomRole:IAMCustomRole")
-    assert other.inputs["roleId"] != role.inputs["roleId"]
-
-
 def test_database_condition_can_be_turned_off(deploy) -> None:
     deployment = deploy(config={"restrictDataAccessToDatabase": False})
+    data_roles = {
+        deployment.custom_role(key).outputs["name"] for key in ("function-data", "workflow-data")
+    }
 
-    assert all(
-        condition is None
-        for _, role, condition in deployment.project_roles()
-        if role == "roles/datastore.user"
-    )
+    assert len(data_roles) == 2
+    assert [
+        condition for _, role, condition in deployment.project_roles() if role in data_roles
+    ] == [None, None]
 
 
 def test_public_invocation_is_run_invoker_for_all_users(deploy) -> None:
@@ -315,7 +306,7 @@ def test_an_existing_database_is_used_instead_of_creating_one(deploy) -> None:
     assert deployment.of_type(DATABASE) == []
     env = deployment.one(FUNCTION).inputs["serviceConfig"]["environmentVariables"]
     assert env["CALLBACKS_DATABASE"] == "(default)"
-    assert deployment.one(WORKFLOW).inputs["userEnvVars"]["CALLBACKS_DATABASE"] == "(default)"
+    assert main_workflow(deployment).inputs["userEnvVars"]["CALLBACKS_DATABASE"] == "(default)"
     assert deployment.outputs["firestoreDatabase"] == "(default)"
 
 
@@ -383,7 +374,7 @@ def ttl_field(deployment):
 
 
 def test_workflow_gets_the_shared_environment_and_its_own_account(deploy) -> None:
-    workflow = deploy().one(WORKFLOW).inputs
+    workflow = main_workflow(deploy()).inputs
 
     assert workflow["name"] == "callbacks-dev"
     assert workflow["region"] == "europe-west1"
@@ -398,17 +389,19 @@ def test_workflow_gets_the_shared_environment_and_its_own_account(deploy) -> Non
 
 
 def test_wait_settings_and_workflow_options_come_from_config(deploy) -> None:
-    workflow = deploy(
-        config={
-            "pollInitialSeconds": "0.5",
-            "pollMultiplier": "1.5",
-            "pollMaxSeconds": "30",
-            "timeoutSeconds": 600,
-            "ttlSeconds": 3600,
-            "callLogLevel": "LOG_NONE",
-            "workflowDeletionProtection": True,
-        }
-    ).one(WORKFLOW)
+    workflow = main_workflow(
+        deploy(
+            config={
+                "pollInitialSeconds": "0.5",
+                "pollMultiplier": "1.5",
+                "pollMaxSeconds": "30",
+                "timeoutSeconds": 600,
+                "ttlSeconds": 3600,
+                "callLogLevel": "LOG_NONE",
+                "workflowDeletionProtection": True,
+            }
+        )
+    )
 
     assert workflow.inputs["userEnvVars"] == workflow_env_vars(
         FUNCTION_URL, "callbacks-dev", "workflow_callbacks", WaitSettings(0.5, 1.5, 30, 600, 3600)
@@ -418,7 +411,7 @@ def test_wait_settings_and_workflow_options_come_from_config(deploy) -> None:
 
 
 def test_default_workflow_is_the_example_with_the_callback_subworkflows(deploy_as_is) -> None:
-    source = deploy_as_is().one(WORKFLOW).inputs["sourceContents"]
+    source = main_workflow(deploy_as_is()).inputs["sourceContents"]
     example = (REPO_ROOT / "workflow" / "example.yaml").read_text()
     callbacks = (REPO_ROOT / "workflow" / "callbacks.yaml").read_text()
 
@@ -430,7 +423,8 @@ def test_a_users_workflow_file_is_deployed_with_the_callback_subworkflows(deploy
     mine = tmp_path / "approval.yaml"
     mine.write_text("main:\n  steps:\n    - done:\n        return: 42\n")
 
-    source = deploy(config={"workflowFile": str(mine)}).one(WORKFLOW).inputs["sourceContents"]
+    deployment = deploy(config={"workflowFile": str(mine)})
+    source = main_workflow(deployment).inputs["sourceContents"]
 
     assert source.startswith(mine.read_text())
     assert "getCallbackURL:" in source and "waitForResponse:" in source
@@ -486,6 +480,8 @@ def _physical_names(deployment) -> set[tuple[str, str]]:
     names = {(ACCOUNT, r.inputs["accountId"]) for r in deployment.of_type(ACCOUNT)}
     for type_ in (FUNCTION, WORKFLOW, DATABASE, BUCKET):
         names |= {(type_, r.inputs["name"]) for r in deployment.of_type(type_)}
+    names |= {(REPOSITORY, r.inputs["repositoryId"]) for r in deployment.of_type(REPOSITORY)}
+    names |= {(CUSTOM_ROLE, r.inputs["roleId"]) for r in deployment.of_type(CUSTOM_ROLE)}
     return names
 
 
@@ -493,7 +489,8 @@ def test_two_stacks_in_one_project_never_share_a_name(deploy) -> None:
     dev = _physical_names(deploy(stack="dev"))
     prod = _physical_names(deploy(stack="prod"))
 
-    assert len(dev) == len(prod) == 7
+    # 3 accounts, function, workflow, database, bucket, repository, 3 roles.
+    assert len(dev) == len(prod) == 11
     assert {name for _, name in dev}.isdisjoint({name for _, name in prod})
 
 
@@ -512,6 +509,13 @@ def test_long_stack_names_still_fit_google_cloud_limits(deploy) -> None:
     assert re.fullmatch(r"[a-z][a-z0-9-]{2,61}[a-z0-9]", deployment.one(DATABASE).inputs["name"])
     assert len(deployment.one(BUCKET).inputs["name"]) <= 63
     assert len(deployment.one(FUNCTION).inputs["name"]) <= 49
+    assert all(len(w.inputs["name"]) <= 64 for w in deployment.of_type(WORKFLOW))
+    assert re.fullmatch(
+        r"[a-z][a-z0-9-]{0,61}[a-z0-9]", deployment.one(REPOSITORY).inputs["repositoryId"]
+    )
+    # IAM: 3 to 64 of [a-zA-Z0-9_.], the random suffix included.
+    for role in deployment.of_type(CUSTOM_ROLE):
+        assert re.fullmatch(r"[a-zA-Z0-9_.]{3,64}", role.inputs["roleId"]), role.inputs["roleId"]
 
 
 def test_source_object_follows_the_function_code(deploy, function_copy) -> None:
