@@ -54,6 +54,8 @@ class LocalDeployment:
             self._client, settings.collection, self.function_url
         )
         self._runs: dict[str, tuple[threading.Thread, list[tuple[RunResult, float]]]] = {}
+        # What getCallbackURL returned, by run: tests compare verify's URLs with them.
+        self.returned_urls: dict[str, list[str]] = {}
         # The longest a run can take: its own timeout per wait, plus slack.
         self._longest_run = 10.0
 
@@ -64,8 +66,12 @@ class LocalDeployment:
         self._longest_run = max(self._longest_run, waits * timeout + 10)
         outcome: list[tuple[RunResult, float]] = []
 
+        returned = self.returned_urls.setdefault(run_id, [])
+
         def execute() -> None:
-            result = self.stack.run(VERIFY_WORKFLOW, argument, execution_id=run_id)
+            result = self.stack.run(
+                VERIFY_WORKFLOW, argument, execution_id=run_id, on_callback_url=returned.append
+            )
             outcome.append((result, time.time()))
 
         thread = threading.Thread(target=execute, name=f"verify-{run_id}", daemon=True)

@@ -36,6 +36,9 @@ PAGE_CHOICE = "confirm"
 # past this, verify reads the receiver's log for the forward's outcome.
 PUSH_GRACE_SECONDS = 5.0
 HTTP_TIMEOUT_SECONDS = 30.0
+# How long verify waits for the receiver's log line (Cloud Logging ingests
+# entries within seconds, rarely a minute).
+LOG_WAIT_SECONDS = 60.0
 
 
 class VerifyFailed(Exception):
@@ -196,16 +199,15 @@ def _wait_for_end(
     deployment: Deployment, run_id: str, answered_at: float, options: Options, report: Report
 ) -> ExecutionStatus:
     deadline = answered_at + options.timeout_seconds + 30
-    forward_checked = False
+    forward_logged = False
     while True:
         status = deployment.status(run_id)
-        late = time.time() - answered_at > PUSH_GRACE_SECONDS
-        if deployment.delivery == "push" and late and not forward_checked:
-            # Push should have resumed the wait by now: a failed forward
-            # leaves it waiting for the end of its slice (an hour by default).
-            forward_checked = _check_forward(deployment, run_id)
         if not status.active:
             break
+        if deployment.delivery == "push" and time.time() - answered_at > PUSH_GRACE_SECONDS:
+            # Push should have resumed the wait by now: a failed forward
+            # leaves it waiting for the end of its slice (an hour by default).
+            forward_logged = forward_logged or _forward_outcome(deployment, run_id) is not None
         if time.time() > deadline:
             raise VerifyFailed(
                 "resumed",
@@ -215,43 +217,60 @@ def _wait_for_end(
                 "check pollMaxSeconds; otherwise look at the execution in the console.",
             )
         time.sleep(options.poll_seconds)
-    ended_at = status.ended_at or time.time()
-    resumed_ms = max(0.0, (ended_at - answered_at) * 1000)
-    how = {"push": "push", "poll": "poll"}.get(deployment.delivery, "delivery unknown")
     if status.state != SUCCEEDED:
         raise VerifyFailed(
             "resumed",
             f"the execution ended {status.state}: {status.error}",
             _execution_error_diagnosis(status.error or ""),
         )
+    resumed_ms = max(0.0, ((status.ended_at or time.time()) - answered_at) * 1000)
+    how = deployment.delivery if deployment.delivery in ("push", "poll") else "delivery unknown"
     detail = (
         f"{resumed_ms:.0f} ms after the 200 ({how})"
         if resumed_ms < 10_000
         else f"after {resumed_ms / 1000:.1f} s ({how})"
     )
     report.ok("resumed", detail)
+    if deployment.delivery == "push":
+        _check_forward(deployment, run_id, options, report)
     return status
 
 
-def _check_forward(deployment: Deployment, run_id: str) -> bool:
-    """Fail if the receiver logged a failed forward of our callback; True once it logged one."""
+def _check_forward(deployment: Deployment, run_id: str, options: Options, report: Report) -> None:
+    """The receiver's log line for our callback says the forward was delivered.
+
+    The wait may have taken the callback from Firestore (it reads once before
+    awaiting), so a resume alone does not prove push works: a forward that
+    failed would delay every later wait by a slice.
+    """
+    deadline = time.monotonic() + min(LOG_WAIT_SECONDS, options.timeout_seconds)
+    while (outcome := _forward_outcome(deployment, run_id)) is None:
+        if time.monotonic() > deadline:
+            report.ok("forwarded", "not checked: the receiver's log line is not readable yet")
+            return
+        time.sleep(max(options.poll_seconds, 1.0))
+    report.ok("forwarded", outcome)
+
+
+def _forward_outcome(deployment: Deployment, run_id: str) -> str | None:
+    """The forward's outcome the receiver logged for our callback; fails if it failed."""
     entries = [
         entry
         for entry in deployment.receiver_log(run_id)
         if entry.get("step") == MACHINE_STEP and entry.get("status") == 200
     ]
     if not entries:
-        return False  # not logged yet (Cloud Logging takes a few seconds)
+        return None  # not logged yet (Cloud Logging takes a few seconds)
     entry = entries[-1]
-    forward = entry.get("forward")
+    forward = str(entry.get("forward"))
     if forward in ("failed", "refused"):
         reason = entry.get("forwardDetail") or f"HTTP {entry.get('forwardStatus')}"
         raise VerifyFailed(
-            "resumed",
+            "forwarded",
             f"the receiver stored the callback but its forward {forward}: {reason}",
             _forward_diagnosis(forward, entry.get("forwardStatus")),
         )
-    return True
+    return forward
 
 
 def _check_result(

@@ -1,0 +1,88 @@
+"""python -m ops as a user runs it: one clear line and exit 2 for what they can fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ops.stack_outputs import StackOutputs, from_json
+
+OUTPUTS = {
+    "functionUrl": "https://callbacks-dev-abc-ew.a.run.app/",
+    "verifyWorkflowName": "callbacks-dev-verify",
+    "workflowId": "projects/my-project/locations/europe-west1/workflows/callbacks-dev",
+    "firestoreDatabase": "callbacks-dev",
+    "callbacksCollection": "workflow_callbacks",
+}
+
+
+def ops(repo_root: Path, *args: str, stdin: str = "", path: str | None = None):
+    env = {**os.environ}
+    if path is not None:
+        env["PATH"] = path
+    return subprocess.run(
+        [sys.executable, "-m", "ops", *args],
+        cwd=repo_root,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+@pytest.mark.e2e
+def test_verify_local_passes_end_to_end(repo_root: Path, firestore_emulator_host: str) -> None:
+    done = ops(repo_root, "verify", "--local", "--timeout", "30")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok    result matches" in done.stdout
+    assert "verify passed in" in done.stdout
+
+
+def test_outputs_that_are_not_json_are_one_line(repo_root: Path) -> None:
+    done = ops(repo_root, "verify", "--outputs", "-", stdin="Current stack outputs (5):")
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: standard input is not JSON")
+    assert "fix: pass what `pulumi stack output --json` prints" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_outputs_of_an_older_deploy_name_what_is_missing(repo_root: Path) -> None:
+    older = {name: value for name, value in OUTPUTS.items() if name != "verifyWorkflowName"}
+    done = ops(repo_root, "verify", "--outputs", "-", stdin=json.dumps(older))
+    assert done.returncode == 2
+    assert "lacks the outputs verifyWorkflowName" in done.stderr
+    assert "fix: run `pulumi up`" in done.stderr
+
+
+def test_no_pulumi_cli_says_how_to_do_without(repo_root: Path, tmp_path: Path) -> None:
+    # A PATH with python but no pulumi.
+    done = ops(repo_root, "verify", "--stack", "dev", path=str(tmp_path))
+    assert done.returncode == 2, done.stderr
+    assert "error: the pulumi CLI is not installed" in done.stderr
+    assert "pulumi stack output --json | python -m ops verify --outputs -" in done.stderr
+
+
+def test_a_timeout_that_is_not_a_positive_number_is_refused(repo_root: Path) -> None:
+    done = ops(repo_root, "verify", "--local", "--timeout", "0")
+    assert done.returncode == 2
+    assert "must be greater than 0" in done.stderr
+
+
+def test_outputs_give_project_and_region_from_the_workflow_id() -> None:
+    outputs = from_json(json.dumps(OUTPUTS), "test")
+    assert outputs == StackOutputs(
+        project="my-project",
+        region="europe-west1",
+        function_url="https://callbacks-dev-abc-ew.a.run.app",
+        verify_workflow="callbacks-dev-verify",
+        database="callbacks-dev",
+        collection="workflow_callbacks",
+    )
+    explicit = from_json(json.dumps({**OUTPUTS, "project": "p2", "region": "us-east1"}), "t")
+    assert (explicit.project, explicit.region) == ("p2", "us-east1")
