@@ -15,7 +15,7 @@ import pulumi_gcp as gcp
 from pulumi_random import RandomId
 from pulumiverse_time import Sleep
 
-from infra.args import CallbackBridgeArgs
+from infra.args import REPO_ROOT, CallbackBridgeArgs, compose_workflow_source, read_text
 from infra.names import ROLE_SUFFIX_BYTES, ResourceNames, custom_role_id
 from infra.source_archive import SourceArchive, build_source_archive
 from infra.workflow_env import workflow_env_vars
@@ -43,6 +43,10 @@ APIS = (
     "workflowexecutions",
     "workflows",
 )
+
+# The verification workflow `python -m ops verify` starts, deployed beside
+# the user's workflow with the same callback subworkflows appended.
+VERIFY_WORKFLOW = REPO_ROOT / "workflow" / "verify.yaml"
 
 LOG_WRITER = "roles/logging.logWriter"
 SEND_CALLBACKS = "workflows.callbacks.send"
@@ -182,6 +186,20 @@ class _Images:
     writer: gcp.artifactregistry.RepositoryIamMember
 
 
+@dataclass(frozen=True)
+class _WorkflowSources:
+    """The deployed sources: the user's workflow and the verification workflow."""
+
+    main: str
+    verify: str
+
+
+@dataclass(frozen=True)
+class _Workflows:
+    main: gcp.workflows.Workflow
+    verify: gcp.workflows.Workflow
+
+
 class CallbackBridge(pulumi.ComponentResource):
     """A public callback receiver plus a workflow that can wait for callbacks.
 
@@ -212,6 +230,10 @@ class CallbackBridge(pulumi.ComponentResource):
         "workflowServiceAccount": "workflow_service_account",
         "buildServiceAccount": "build_service_account",
         "sourceObject": "source_object",
+        # What `python -m ops verify` reads: the workflow it starts, and where.
+        "verifyWorkflowName": "verify_workflow_name",
+        "region": "region",
+        "project": "project",
     }
 
     function_url: pulumi.Output[str]
@@ -225,6 +247,9 @@ class CallbackBridge(pulumi.ComponentResource):
     workflow_service_account: pulumi.Output[str]
     build_service_account: pulumi.Output[str]
     source_object: pulumi.Output[str]
+    verify_workflow_name: pulumi.Output[str]
+    region: pulumi.Output[str]
+    project: pulumi.Output[str]
 
     def __init__(
         self,
@@ -240,7 +265,15 @@ class CallbackBridge(pulumi.ComponentResource):
                 f"CallbackBridge {name!r} has invalid arguments:\n"
                 + "\n".join(f"  - {problem}" for problem in problems)
             )
-        workflow_source = args.workflow_source_contents()
+        sources = _WorkflowSources(
+            main=args.workflow_source_contents(),
+            # Composed exactly as the user's workflow is, so it runs the same
+            # callback subworkflows.
+            verify=compose_workflow_source(
+                read_text(VERIFY_WORKFLOW, "verification workflow"),
+                read_text(args.callbacks_workflow_path, "callbacks workflow"),
+            ),
+        )
         archive = build_source_archive(args.function_source_dir)
         super().__init__(TYPE_TOKEN, name, None, opts)
 
@@ -263,8 +296,8 @@ class CallbackBridge(pulumi.ComponentResource):
             [*self._grants(identities, data), source.reader, images.writer]
         )
         function = self._function(identities, data, source, images, iam_ready)
-        workflow = self._workflow(identities, data, function, iam_ready, workflow_source)
-        self._set_outputs(identities, data, source, function, workflow)
+        workflows = self._workflows(identities, data, function, iam_ready, sources)
+        self._set_outputs(identities, data, source, function, workflows)
 
     def outputs(self) -> dict[str, pulumi.Output[str]]:
         """Every output by its exported name."""
@@ -597,35 +630,63 @@ class CallbackBridge(pulumi.ComponentResource):
             )
         return function
 
-    # --- the workflow --------------------------------------------------
-    def _workflow(
+    # --- the workflows -------------------------------------------------
+    def _workflows(
         self,
         identities: _Identities,
         data: _Data,
         function: gcp.cloudfunctionsv2.Function,
         iam_ready: list[pulumi.Resource],
-        workflow_source: str,
-    ) -> gcp.workflows.Workflow:
+        sources: _WorkflowSources,
+    ) -> _Workflows:
+        """The user's workflow, and the verification workflow beside it.
+
+        Both run as the workflow account with the same environment, after the
+        same grants and data, so a verification run proves what the user's
+        workflow relies on. The verification workflow keeps no state, so it
+        never has deletion protection.
+        """
         args = self._args
         env_vars = pulumi.Output.all(function.url, data.database_id).apply(
             lambda values: workflow_env_vars(
                 values[0], values[1], args.callbacks_collection, args.wait
             )
         )
-        return gcp.workflows.Workflow(
-            f"{self._name}-workflow",
-            project=args.project,
-            region=args.region,
-            name=self.names.workflow,
-            description="Workflow with callback subworkflows (workflow-callbacks).",
-            labels=self._labels,
-            service_account=identities.workflow.name,
-            source_contents=workflow_source,
-            user_env_vars=env_vars,
-            call_log_level=args.call_log_level,
-            deletion_protection=args.workflow_deletion_protection,
-            opts=self._child(
-                *self._apis("workflows", "workflowexecutions"), *iam_ready, *data.ready
+
+        def workflow(
+            suffix: str, name: str, description: str, source: str, protected: bool
+        ) -> gcp.workflows.Workflow:
+            return gcp.workflows.Workflow(
+                f"{self._name}-{suffix}",
+                project=args.project,
+                region=args.region,
+                name=name,
+                description=description,
+                labels=self._labels,
+                service_account=identities.workflow.name,
+                source_contents=source,
+                user_env_vars=env_vars,
+                call_log_level=args.call_log_level,
+                deletion_protection=protected,
+                opts=self._child(
+                    *self._apis("workflows", "workflowexecutions"), *iam_ready, *data.ready
+                ),
+            )
+
+        return _Workflows(
+            main=workflow(
+                "workflow",
+                self.names.workflow,
+                "Workflow with callback subworkflows (workflow-callbacks).",
+                sources.main,
+                args.workflow_deletion_protection,
+            ),
+            verify=workflow(
+                "verify-workflow",
+                self.names.verify_workflow,
+                "One callback round trip, started by `python -m ops verify` (workflow-callbacks).",
+                sources.verify,
+                False,
             ),
         )
 
@@ -636,9 +697,10 @@ class CallbackBridge(pulumi.ComponentResource):
         data: _Data,
         source: _Source,
         function: gcp.cloudfunctionsv2.Function,
-        workflow: gcp.workflows.Workflow,
+        workflows: _Workflows,
     ) -> None:
         project, region = self._args.project, self._args.region
+        workflow = workflows.main
         self.function_url = function.url
         self.callback_url_template = function.url.apply(
             lambda url: f"{url}?runID={{runID}}&step={{step}}&token={{token}}"
@@ -651,6 +713,9 @@ class CallbackBridge(pulumi.ComponentResource):
         self.workflow_service_account = identities.workflow.email
         self.build_service_account = identities.build.email
         self.source_object = source.archive.name
+        self.verify_workflow_name = workflows.verify.name
+        self.region = pulumi.Output.from_input(region)
+        self.project = pulumi.Output.from_input(project)
         self.gcloud_run_command = workflow.name.apply(
             lambda workflow_name: (
                 f"gcloud workflows run {workflow_name} "

@@ -63,6 +63,8 @@ class ResourceNames:
     function_account: str
     workflow_account: str
     build_account: str
+    # The verification workflow `python -m ops verify` starts.
+    verify_workflow: str
     # The Artifact Registry repository the function build pushes its image to.
     image_repository: str
     # Display names of the three service accounts, by role.
@@ -87,6 +89,7 @@ class ResourceNames:
         return cls(
             function=fit(base, 49),
             workflow=fit(base, 64),
+            verify_workflow=fit(f"{base}-verify", 64),
             image_repository=fit(_starting_with_a_letter(f"{base}-images", "ar"), 63),
             database=fit(database.ljust(4, "x"), 63),
             bucket=fit(f"{slug(project)}-{base}-src", 63),

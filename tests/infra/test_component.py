@@ -35,10 +35,12 @@ def test_another_program_deploys_its_own_workflow_under_its_own_names(deploy_cat
     )
 
     assert error is None
-    workflow = deployment.one("gcp:workflows/workflow:Workflow").inputs
+    workflow = deployment.named("approvals-workflow").inputs
     assert workflow["name"] == "approvals-qa"
     assert workflow["sourceContents"].startswith(APPROVALS)
     assert "waitForResponse:" in workflow["sourceContents"]
+    # The verification workflow comes with it, under the same base name.
+    assert deployment.named("approvals-verify-workflow").inputs["name"] == "approvals-qa-verify"
     assert deployment.one("gcp:cloudfunctionsv2/function:Function").inputs["project"] == (
         "shared-project"
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.args import compose_workflow_source
 from infra.component import TYPE_TOKEN, CallbackBridge
 from infra.settings import SettingsError
 from infra.workflow_env import WaitSettings, workflow_env_vars
@@ -205,9 +206,9 @@ def test_function_and_workflow_wait_for_the_grants_to_take_effect(deploy) -> Non
     # Google: grants take about 2 minutes to take effect (iamPropagationSeconds).
     assert sleep.inputs["createDuration"] == "120s"
     assert len(sleep.inputs["triggers"]) == len(GRANTS)
-    for resource in (FUNCTION, WORKFLOW):
-        deps = {name for _, name in deployment.dependency_types(deployment.one(resource))}
-        assert "callbacks-iam-propagation" in deps, resource
+    for resource in (deployment.one(FUNCTION), *deployment.of_type(WORKFLOW)):
+        deps = {name for _, name in deployment.dependency_types(resource)}
+        assert "callbacks-iam-propagation" in deps, resource.name
     function_deps = {name for _, name in deployment.dependency_types(deployment.one(FUNCTION))}
     assert {"callbacks-source-archive", "callbacks-database"} <= function_deps
 
@@ -419,6 +420,27 @@ def test_default_workflow_is_the_example_with_the_callback_subworkflows(deploy_a
     assert source.rstrip("\n").endswith(callbacks.rstrip("\n"))
 
 
+def test_the_verification_workflow_is_deployed_beside_the_users_workflow(deploy) -> None:
+    deployment = deploy(
+        config={"callLogLevel": "LOG_ALL_CALLS", "workflowDeletionProtection": True}
+    )
+    main = main_workflow(deployment)
+    verify = deployment.named("callbacks-verify-workflow")
+
+    assert verify.inputs["name"] == "callbacks-dev-verify"
+    # workflow/verify.yaml with the callback subworkflows, joined as the
+    # user's workflow is.
+    verify_yaml = (REPO_ROOT / "workflow" / "verify.yaml").read_text()
+    callbacks = (REPO_ROOT / "workflow" / "callbacks.yaml").read_text()
+    assert verify.inputs["sourceContents"] == compose_workflow_source(verify_yaml, callbacks)
+    # Same identity, environment, region, logging and readiness as the user's.
+    for key in ("serviceAccount", "userEnvVars", "region", "project", "callLogLevel", "labels"):
+        assert verify.inputs[key] == main.inputs[key], key
+    assert set(verify.dependencies) == set(main.dependencies)
+    # It keeps nothing worth protecting.
+    assert (main.inputs["deletionProtection"], verify.inputs["deletionProtection"]) == (True, False)
+
+
 def test_a_users_workflow_file_is_deployed_with_the_callback_subworkflows(deploy, tmp_path) -> None:
     mine = tmp_path / "approval.yaml"
     mine.write_text("main:\n  steps:\n    - done:\n        return: 42\n")
@@ -474,6 +496,9 @@ def test_outputs(deploy) -> None:
     assert outputs["workflowServiceAccount"] == WORKFLOW_SA.removeprefix("serviceAccount:")
     assert outputs["buildServiceAccount"] == BUILD_SA.removeprefix("serviceAccount:")
     assert re.fullmatch(r"function-source-[0-9a-f]{20}\.zip", outputs["sourceObject"])
+    # What `python -m ops verify` needs to start the verification workflow.
+    assert outputs["verifyWorkflowName"] == "callbacks-dev-verify"
+    assert (outputs["project"], outputs["region"]) == ("my-project", "europe-west1")
 
 
 def _physical_names(deployment) -> set[tuple[str, str]]:
@@ -489,8 +514,8 @@ def test_two_stacks_in_one_project_never_share_a_name(deploy) -> None:
     dev = _physical_names(deploy(stack="dev"))
     prod = _physical_names(deploy(stack="prod"))
 
-    # 3 accounts, function, workflow, database, bucket, repository, 3 roles.
-    assert len(dev) == len(prod) == 11
+    # 3 accounts, function, 2 workflows, database, bucket, repository, 3 roles.
+    assert len(dev) == len(prod) == 12
     assert {name for _, name in dev}.isdisjoint({name for _, name in prod})
 
 
