@@ -3,6 +3,7 @@
     python -m ops verify --stack dev          # outputs through Pulumi's Automation API
     pulumi stack output --json | python -m ops verify --outputs -
     python -m ops verify --local              # against python -m local's stack
+    python -m ops url EXECUTION_ID STEP --stack dev   # the URL a running execution registered
 
 Exit status: 0 when the check passed, 1 when the stack failed it, 2 when it
 could not run (no credentials, stack not found, emulator not running).
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from ops import verify
 from ops.errors import OpsError
+from ops.stack_outputs import StackOutputs, from_json, from_stack
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -23,7 +25,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 def main(argv: list[str] | None = None) -> int:
     options = _parser().parse_args(argv)
     try:
-        return _verify(options)
+        return _url(options) if options.command == "url" else _verify(options)
     except OpsError as error:
         print(f"error: {error.what}", file=sys.stderr)
         if error.fix:
@@ -41,16 +43,34 @@ def _verify(options: argparse.Namespace) -> int:
         return _verify_local(verify_options, report)
     # Imported here: --local needs none of Google's clients.
     from ops.cloud import CloudDeployment
-    from ops.stack_outputs import from_json, from_stack
 
+    return _run(CloudDeployment(_outputs(options)), verify_options, report)
+
+
+def _url(options: argparse.Namespace) -> int:
+    from ops.cloud import registered_url, registration_reader
+
+    outputs = _outputs(options)
+    run_id = options.execution.rsplit("/", 1)[-1]
+    url = registered_url(registration_reader(outputs), outputs, run_id, options.step)
+    if url is None:
+        raise OpsError(
+            f"no registration of step {options.step!r} for execution {options.execution} in "
+            f"{outputs.database}/{outputs.collection}",
+            "check the execution id and step; the workflow may not have reached "
+            "getCallbackURL yet, or the callback was already taken",
+        )
+    print(url)
+    return 0
+
+
+def _outputs(options: argparse.Namespace) -> StackOutputs:
     if options.outputs is not None:
         origin = "standard input" if options.outputs == "-" else options.outputs
         text = sys.stdin.read() if options.outputs == "-" else _read(options.outputs)
-        outputs = from_json(text, origin)
-    else:
-        print(f"reading the outputs of stack {options.stack!r} ...", file=sys.stderr, flush=True)
-        outputs = from_stack(options.stack, options.work_dir)
-    return _run(CloudDeployment(outputs), verify_options, report)
+        return from_json(text, origin)
+    print(f"reading the outputs of stack {options.stack!r} ...", file=sys.stderr, flush=True)
+    return from_stack(options.stack, options.work_dir)
 
 
 def _verify_local(verify_options: verify.Options, report: verify.Report) -> int:
@@ -106,22 +126,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Start the stack's verify workflow, call the callback URL it registered "
         "with a random payload, and check that the execution resumes with exactly that.",
     )
-    where = check.add_mutually_exclusive_group()
-    where.add_argument("--stack", default="dev", help="the Pulumi stack (default: dev)")
-    where.add_argument(
-        "--outputs",
-        metavar="FILE",
-        help="read the outputs from `pulumi stack output --json` saved in FILE (- for stdin) "
-        "instead of through the pulumi CLI",
-    )
+    where = _stack_arguments(check)
     where.add_argument(
         "--local", action="store_true", help="verify python -m local's stack (no cloud)"
-    )
-    check.add_argument(
-        "--work-dir",
-        type=Path,
-        default=PROJECT_DIR,
-        help="the Pulumi project folder (default: this repository)",
     )
     check.add_argument(
         "--timeout",
@@ -132,7 +139,35 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--no-page", action="store_true", help="skip the page for people (view=page) checks"
     )
+    url = commands.add_parser(
+        "url",
+        help="print the callback URL a running execution registered for a step",
+        description="Rebuild the callback URL of a waiting execution from its registration "
+        "in Firestore (the token never has to be read from the logs).",
+    )
+    url.add_argument("execution", help="the execution id (or its full resource name)")
+    url.add_argument("step", help="the step given to getCallbackURL")
+    _stack_arguments(url)
     return parser
+
+
+def _stack_arguments(parser: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:
+    """--stack / --outputs / --work-dir: where a command finds the stack's outputs."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--stack", default="dev", help="the Pulumi stack (default: dev)")
+    where.add_argument(
+        "--outputs",
+        metavar="FILE",
+        help="read the outputs from `pulumi stack output --json` saved in FILE (- for stdin) "
+        "instead of through the pulumi CLI",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=PROJECT_DIR,
+        help="the Pulumi project folder (default: this repository)",
+    )
+    return where
 
 
 if __name__ == "__main__":

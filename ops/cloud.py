@@ -33,6 +33,30 @@ def credentials_error() -> OpsError:
     )
 
 
+def registration_reader(outputs: StackOutputs) -> RegistrationReader:
+    """Reads the stack's registrations with the user's credentials."""
+    try:
+        client = firestore.Client(project=outputs.project, database=outputs.database)
+    except auth_errors.DefaultCredentialsError:
+        raise credentials_error() from None
+    return RegistrationReader(client, outputs.collection, outputs.function_url)
+
+
+def registered_url(
+    reader: RegistrationReader, outputs: StackOutputs, run_id: str, step: str
+) -> str | None:
+    """The URL of a registration, or None; a refused read says which role is missing."""
+    try:
+        return reader.url(run_id, step)
+    except google_errors.PermissionDenied as error:
+        raise OpsError(
+            f"your credentials may not read Firestore database {outputs.database}: "
+            f"{_first_line(str(error))}",
+            "the URL is rebuilt from the registration: you need roles/datastore.viewer on "
+            "the project",
+        ) from None
+
+
 class CloudDeployment:
     """A deployed stack, addressed by its outputs."""
 
@@ -43,14 +67,10 @@ class CloudDeployment:
             f"workflow {outputs.verify_workflow} in {outputs.project}/{outputs.region}, "
             f"receiver {outputs.function_url}"
         )
+        self._registrations = registration_reader(outputs)
         try:
             self._executions = executions_v1.ExecutionsClient()
             self._workflows = workflows_v1.WorkflowsClient()
-            self._registrations = RegistrationReader(
-                firestore.Client(project=outputs.project, database=outputs.database),
-                outputs.collection,
-                outputs.function_url,
-            )
             self._logging = cloud_logging.Client(project=outputs.project)
         except auth_errors.DefaultCredentialsError:
             raise credentials_error() from None
@@ -91,15 +111,7 @@ class CloudDeployment:
         )
 
     def registration_url(self, run_id: str, step: str) -> str | None:
-        try:
-            return self._registrations.url(run_id, step)
-        except google_errors.PermissionDenied as error:
-            raise OpsError(
-                f"your credentials may not read Firestore database {self.outputs.database}: "
-                f"{_first_line(str(error))}",
-                "verify reads the registration to learn its URL: you need "
-                "roles/datastore.viewer on the project",
-            ) from None
+        return registered_url(self._registrations, self.outputs, run_id, step)
 
     def receiver_log(self, run_id: str) -> list[dict[str, Any]]:
         # The receiver's JSON lines land in jsonPayload; the runID is unique.

@@ -6,10 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from local.registration import Registration
 from ops.stack_outputs import StackOutputs, from_json
 
 OUTPUTS = {
@@ -86,3 +89,44 @@ def test_outputs_give_project_and_region_from_the_workflow_id() -> None:
     )
     explicit = from_json(json.dumps({**OUTPUTS, "project": "p2", "region": "us-east1"}), "t")
     assert (explicit.project, explicit.region) == ("p2", "us-east1")
+
+
+def test_url_prints_what_a_waiting_execution_registered(
+    repo_root: Path,
+    firestore_emulator_host: str,
+    firestore_client,
+    firestore_database: str,
+    gcp_project: str,
+) -> None:
+    token = "t" * 64
+    endpoint = "https://workflowexecutions.googleapis.com/v1/projects/p/locations/r/x"
+    registration = Registration("run-7_approval", token, endpoint, '{"title": "Go?"}')
+    batch = firestore_client.batch()
+    for document_id, fields in registration.documents(
+        datetime.now(UTC), timedelta(hours=1)
+    ).items():
+        batch.create(
+            firestore_client.collection("workflow_callbacks").document(document_id), fields
+        )
+    batch.commit()
+    created = firestore_client.collection("workflow_callbacks").document("run-7_approval").get()
+    outputs = json.dumps(
+        {**OUTPUTS, "project": gcp_project, "region": "r", "firestoreDatabase": firestore_database}
+    )
+    execution = "projects/my-project/locations/europe-west1/workflows/w/executions/run-7"
+
+    done = ops(repo_root, "url", execution, "approval", "--outputs", "-", stdin=outputs)
+
+    assert done.returncode == 0, done.stderr
+    url = urlsplit(done.stdout.strip())
+    assert f"{url.scheme}://{url.netloc}" == "https://callbacks-dev-abc-ew.a.run.app"
+    query = parse_qs(url.query)
+    assert query["runID"] == ["run-7"] and query["step"] == ["approval"]
+    assert query["token"] == [token] and query["cb"] == [endpoint]
+    assert query["view"] == ["page"]  # registered with a form: the page for people
+    registered = datetime.fromisoformat(query["reg"][0].replace("Z", "+00:00"))
+    assert registered == created.create_time
+
+    missing = ops(repo_root, "url", "run-8", "approval", "--outputs", "-", stdin=outputs)
+    assert missing.returncode == 2
+    assert "error: no registration of step 'approval' for execution run-8" in missing.stderr
