@@ -130,3 +130,10 @@ def test_url_prints_what_a_waiting_execution_registered(
     missing = ops(repo_root, "url", "run-8", "approval", "--outputs", "-", stdin=outputs)
     assert missing.returncode == 2
     assert "error: no registration of step 'approval' for execution run-8" in missing.stderr
+
+
+def test_the_outputs_ops_reads_are_the_ones_the_program_exports() -> None:
+    from infra.component import CallbackBridge
+    from ops.stack_outputs import REQUIRED
+
+    assert {*REQUIRED, "project", "region"} <= set(CallbackBridge.OUTPUTS)
