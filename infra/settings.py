@@ -63,6 +63,9 @@ class ConfigKey:
     kind: type
     description: str
     own_default: Any = None
+    # The docs/deploy.md table's text (Markdown, may link), when it says more
+    # than ``description`` (Pulumi.yaml's plain text).
+    docs: str = ""
 
     @property
     def default(self) -> Any:
@@ -93,7 +96,9 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("workflowFile", None, str,
               "Your workflow YAML (a map with main), relative to Pulumi.yaml; the callback "
               "subworkflows are appended. Empty: workflow/example.yaml.",
-              own_default=""),
+              own_default="",
+              docs="Your workflow YAML (a map with `main`), relative to Pulumi.yaml; the "
+                    "callback subworkflows are appended. Empty: `workflow/example.yaml`."),
     ConfigKey("functionRuntime", "function_runtime", str,
               "Cloud Functions Python runtime id."),
     ConfigKey("functionMemory", "function_memory", str,
@@ -106,30 +111,49 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "Upper bound on function instances."),
     ConfigKey("functionConcurrency", "function_concurrency", int,
               "Requests one function instance serves at once (1-1000; above 1 needs "
-              "functionCpu 1 or more); also its worker threads."),
+              "functionCpu 1 or more); also its worker threads.",
+              docs="Requests one instance serves at once (1-1000), and its functions-framework "
+                    "threads. Above 1 needs `functionCpu` of at least 1. With 1, a burst above "
+                    "`functionMaxInstances` callbacks gets 429s."),
     ConfigKey("functionCpu", "function_cpu", str,
-              "vCPUs per function instance: 0.08 to 1, or 1, 2, 4, 6 or 8."),
+              "vCPUs per function instance: 0.08 to 1, or 1, 2, 4, 6 or 8.",
+              docs="vCPUs per instance: 0.08 to 1, or 1, 2, 4, 6 or 8. Memory over 512Mi, 1Gi, "
+                    "4Gi, 8Gi, 16Gi or 24Gi needs at least 0.5, 1, 2, 4, 6 or 8 vCPUs; 4 vCPUs "
+                    "need 2Gi and 6 or 8 need 4Gi."),
     ConfigKey("allowUnauthenticated", "allow_unauthenticated", bool,
               "Let anyone call the function URL (callbacks are guarded by their token)."),
     ConfigKey("allowUnregisteredCallbacks", "allow_unregistered_callbacks", bool,
               "Store callbacks nobody registered (no token check)."),
     ConfigKey("allowedOrigins", "allowed_origins", str,
               "Comma-separated browser origins whose pages may call the callback URLs (CORS). "
-              "Empty: none."),
+              "Empty: none.",
+              docs="Comma-separated browser origins (`https://app.example.com`) whose pages may "
+                    "call the callback URLs with `fetch` (CORS). Empty: none, as before."),
     ConfigKey("maxBodyBytes", "max_body_bytes", int,
               "Largest callback body the function accepts (at most 131072: a waiting workflow "
-              "must hold the callback in Workflows' 512 KB of memory)."),
+              "must hold the callback in Workflows' 512 KB of memory).",
+              docs="Largest callback body the function accepts (at most 131072: a waiting "
+                    "workflow must hold the callback in Workflows' 512 KB of memory; see [Size "
+                    "limits](protocol.md#size-limits))."),
     ConfigKey("callbacksCollection", "callbacks_collection", str,
               "Firestore collection holding callback documents."),
     ConfigKey("firestoreDatabase", "existing_firestore_database", str,
-              "Id of an existing Firestore database to use. Empty: create one for this stack."),
+              "Id of an existing Firestore database to use. Empty: create one for this stack.",
+              docs="Id of an existing Firestore database to use, e.g. `(default)`. Empty: create "
+                    "one for this stack."),
     ConfigKey("firestoreLocation", "firestore_location", str,
-              "Location of the created database (region or multi-region). Empty: gcp:region."),
+              "Location of the created database (region or multi-region). Empty: gcp:region.",
+              docs="Location of the created database (region or multi-region such as `eur3`). "
+                    "Empty: `gcp:region`."),
     ConfigKey("firestoreDeletionPolicy", "firestore_deletion_policy", str,
-              "What pulumi destroy does to the created database: DELETE, ABANDON or PREVENT."),
+              "What pulumi destroy does to the created database: DELETE, ABANDON or PREVENT.",
+              docs="What `pulumi destroy` does to the created database: `DELETE`, `ABANDON` "
+                    "(leave it) or `PREVENT` (fail)."),
     ConfigKey("manageTtlOnExistingDatabase", "manage_ttl_on_existing_database", bool,
               "With firestoreDatabase set, create the TTL policy and index exemptions on it "
-              "anyway (it is shared with every stack using that database)."),
+              "anyway (it is shared with every stack using that database).",
+              docs="With `firestoreDatabase` set, create the TTL policy and the index exemptions "
+                    "on that database anyway."),
     ConfigKey("firestoreDeleteProtection", "firestore_delete_protection", bool,
               "Turn on Firestore's own delete protection for the created database."),
     ConfigKey("restrictDataAccessToDatabase", "restrict_data_access_to_database", bool,
@@ -142,17 +166,29 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "Longest wait between polls."),
     ConfigKey("delivery", "wait.delivery", str,
               "How a waiting workflow learns of its callback: push (the receiver forwards it to "
-              "the execution's callback endpoint; resumes at once) or poll (reads Firestore)."),
+              "the execution's callback endpoint; resumes at once) or poll (reads Firestore).",
+              docs="How a waiting workflow learns of its callback: `push` (the receiver forwards "
+                    "it to the execution's callback endpoint; the wait resumes at once) or `poll` "
+                    "(reads Firestore with backoff). Each call can override it. See [Push "
+                    "delivery](protocol.md#push-delivery)."),
     ConfigKey("pushSliceSeconds", "wait.push_slice_seconds", int,
               "Push delivery: longest wait for a forwarded callback before reading Firestore "
-              "once (recovers a failed forward)."),
+              "once (recovers a failed forward).",
+              docs="Push delivery: the longest wait for a forwarded callback before one more "
+                    "Firestore read, which recovers a forward that failed."),
     ConfigKey("timeoutSeconds", "wait.timeout_seconds", int,
-              "How long waitForResponse waits before raising TimeoutError."),
+              "How long waitForResponse waits before raising TimeoutError.",
+              docs="How long `waitForResponse` waits before raising `TimeoutError`."),
     ConfigKey("ttlSeconds", "wait.ttl_seconds", int,
-              "Lifetime of a callback document before Firestore's TTL deletes it."),
+              "Lifetime of a callback document before Firestore's TTL deletes it.",
+              docs="Lifetime of a callback document before Firestore's TTL deletes it; at least "
+                    "`timeoutSeconds`."),
     ConfigKey("callLogLevel", "call_log_level", str,
               "Workflows call logging: LOG_ALL_CALLS, LOG_ERRORS_ONLY, LOG_NONE or "
-              "CALL_LOG_LEVEL_UNSPECIFIED. LOG_ALL_CALLS logs callback URLs with tokens."),
+              "CALL_LOG_LEVEL_UNSPECIFIED. LOG_ALL_CALLS logs callback URLs with tokens.",
+              docs="Workflows call logging: `LOG_ALL_CALLS`, `LOG_ERRORS_ONLY`, `LOG_NONE` or "
+                    "`CALL_LOG_LEVEL_UNSPECIFIED`. `LOG_ALL_CALLS` logs callback URLs with their "
+                    "tokens."),
     ConfigKey("workflowDeletionProtection", "workflow_deletion_protection", bool,
               "Refuse to delete the workflow on destroy or replace."),
     ConfigKey("sourceBucketForceDestroy", "source_bucket_force_destroy", bool,
@@ -161,7 +197,9 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "Enable the Google Cloud APIs the stack needs (never disabled on destroy)."),
     ConfigKey("iamPropagationSeconds", "iam_propagation_seconds", int,
               "Seconds to wait after the IAM grants before building the function and "
-              "deploying the workflow, for the grants to take effect (0-600)."),
+              "deploying the workflow, for the grants to take effect (0-600).",
+              docs="Wait after the IAM grants before the function build and the workflow (0-600; "
+                    "0: no wait). See [Waiting for IAM grants](#waiting-for-iam-grants)."),
 )  # fmt: skip
 
 
