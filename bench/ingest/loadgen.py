@@ -32,7 +32,6 @@ class PhaseResult:
     client_cpu_seconds: float
     latencies: list[float]
     statuses: Counter[str] = field(default_factory=Counter)
-    status_by_index: list[int] = field(default_factory=list)
     reconnects: int = 0
 
     @property
@@ -151,6 +150,5 @@ def run_phase(
         client_cpu_seconds=cpu,
         latencies=[lat for lat in latencies if lat == lat],  # drop NaN: unsent
         statuses=counts,
-        status_by_index=statuses,
         reconnects=sum(reconnects),
     )

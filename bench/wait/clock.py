@@ -35,8 +35,6 @@ class VirtualClock:
         self._order = itertools.count()
         self._lock = threading.Lock()
         self.sleeps = 0
-        self.waits = 0
-        self.slept_seconds = 0.0
         # (virtual offset, length of the sleep it fell in) for every action run.
         self.fired: list[tuple[float, float]] = []
 
@@ -63,7 +61,6 @@ class VirtualClock:
         if seconds < 0:
             raise ValueError(f"cannot sleep a negative time: {seconds}")
         self.sleeps += 1
-        self.slept_seconds += seconds
         target = self._now + seconds
         # Run what falls due inside this sleep at its own virtual time, in order, so the
         # action sees (and can record) the moment it happened.
@@ -86,7 +83,6 @@ class VirtualClock:
         """
         if seconds < 0:
             raise ValueError(f"cannot wait a negative time: {seconds}")
-        self.waits += 1
         target = self._now + seconds
         while not ready():
             with self._lock:
