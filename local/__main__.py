@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shlex
 import signal
 import sys
@@ -208,6 +209,16 @@ def _json(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from error
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"want 0 or more seconds, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -227,7 +238,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     for command in (demo, run):
         command.add_argument(
-            "--delay", type=float, default=1.0, help="seconds before the automatic callback"
+            "--delay",
+            type=_seconds,
+            default=1.0,
+            help="seconds (0 or more) before the automatic callback",
         )
         command.add_argument(
             "--callback-body",

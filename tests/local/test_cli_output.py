@@ -107,3 +107,13 @@ def test_a_resume_before_the_sender_had_its_200_is_said_so():
         "(the receiver forwards, then answers)."
     )
     assert cli.resume_line(2.5) == "Resumed: the workflow returned 2.5 s after the callback's 200."
+
+
+@pytest.mark.parametrize("delay", ["-5", "nan", "inf", "soon"])
+def test_a_negative_or_non_numeric_delay_is_a_usage_error(delay, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli._parser().parse_args(["demo", "--delay", delay])
+
+    assert exited.value.code == 2
+    assert "argument --delay:" in capsys.readouterr().err.splitlines()[-1]
+    assert cli._parser().parse_args(["demo", "--delay", "0"]).delay == 0.0
