@@ -1,8 +1,14 @@
-"""python -m bench (make bench): run bench.ingest and bench.wait, write bench/RESULTS.md.
+"""python -m bench (make bench): run bench.ingest and bench.wait, write the report.
+
+The report goes to bench/out/RESULTS.md (ignored by git) with the capacity
+model recomputed from it in bench/out/scale.md; the tracked bench/RESULTS.md
+and docs/scale.md are rewritten only with --write (make bench WRITE=1), both
+from the same run. Progress, with the time since the start, goes to stderr,
+and the total time at the end.
 
 Exits non-zero if either harness finds a broken invariant (a lost, duplicated or
 mangled callback, a 5xx, a workflow that did not resume, counts that disagree
-with the poll schedule); RESULTS.md is written either way, so a failure can be read.
+with the poll schedule); the report is written either way, so a failure can be read.
 """
 
 from __future__ import annotations
@@ -11,69 +17,95 @@ import argparse
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from bench import scale
+from bench.cli import non_negative_int
 from bench.ingest.__main__ import add_arguments as add_ingest_arguments
 from bench.ingest.__main__ import config_from as ingest_config_from
 from bench.ingest.report import ingest_section
-from bench.ingest.run import run_ingest, run_profiles
+from bench.ingest.run import IngestConfig, run_ingest, run_profiles
 from bench.ingest.side_by_side import SideBySideConfig, run_side_by_side, side_by_side_section
 from bench.machine import facts_markdown
 from bench.stack import emulator
 from bench.wait.__main__ import add_arguments as add_wait_arguments
 from bench.wait.__main__ import config_from as wait_config_from
 from bench.wait.report import wait_section
-from bench.wait.run import run_wait
+from bench.wait.run import WaitConfig, run_wait
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+TRACKED_RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+OUT = Path(__file__).resolve().parent / "out"  # in .gitignore
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+class Progress:
+    """Progress lines on stderr, each with the time since the run started."""
+
+    def __init__(self, stages: list[str], clock: Callable[[], float] = time.monotonic) -> None:
+        self.stages = stages
+        self._done = 0
+        self._clock = clock
+        self.started = clock()
+
+    @property
+    def elapsed(self) -> float:
+        return self._clock() - self.started
+
+    def log(self, message: str) -> None:
+        print(f"[bench {_clock_time(self.elapsed)}] {message}", file=sys.stderr, flush=True)
+
+    def next_stage(self) -> None:
+        self._done += 1
+        self.log(f"stage {self._done}/{len(self.stages)}: {self.stages[self._done - 1]}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the report")
-    parser.add_argument("--skip-ingest", action="store_true")
-    parser.add_argument("--skip-wait", action="store_true")
-    parser.add_argument(
-        "--side-by-side-rounds",
-        type=int,
-        default=SideBySideConfig().rounds,
-        help="rounds of the side-by-side ingest comparison, each on a fresh emulator (0: skip)",
-    )
-    add_ingest_arguments(parser)
-    add_wait_arguments(parser)
+    parser = _parser()
     args = parser.parse_args(argv)
+    if args.write and (args.skip_ingest or args.skip_wait or args.side_by_side_rounds == 0):
+        parser.error(
+            "--write replaces the tracked bench/RESULTS.md and docs/scale.md: it needs a "
+            "full run (no --skip-ingest, --skip-wait or --side-by-side-rounds 0)"
+        )
+    # Both configurations before anything starts: a bad combination fails at once.
+    config = None if args.skip_ingest else ingest_config_from(args)
+    wait_config = None if args.skip_wait else wait_config_from(args)
+    side = (
+        SideBySideConfig(rounds=args.side_by_side_rounds)
+        if config is not None and args.side_by_side_rounds > 0
+        else None
+    )
+    results_path, scale_path = _destinations(args)
     command = "python -m bench" + "".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:]))
+    progress = Progress(_stages(config, wait_config, side))
+    progress.log(f"{len(progress.stages)} stages; the report goes to {_shown(results_path)}")
 
     sections: list[str] = []
-    after_ingest = 0
     ok = True
     facts = facts_markdown()  # before the load, so the load average is the machine's own
-    started = time.monotonic()
     with emulator() as (host, pid):
-        if not args.skip_ingest:
-            config = ingest_config_from(args)
-            results = run_ingest(config, host, pid, log=_log)
+        if config is not None:
+            progress.next_stage()
+            results = run_ingest(config, host, pid, log=progress.log)
             ok &= all(r.ok for r in results)
-            profiles = run_profiles(config, host, pid, log=_log) if config.profile_callbacks else []
+            profiles = []
+            if config.profile_callbacks:
+                progress.next_stage()
+                profiles = run_profiles(config, host, pid, log=progress.log)
             ok &= all(set(p.statuses) == {200} for p in profiles)
             sections.append(ingest_section(config, results, profiles))
-            after_ingest = len(sections)
-        if not args.skip_wait:
-            wait_config = wait_config_from(args)
-            wait_results = run_wait(wait_config, log=_log)
+        if wait_config is not None:
+            progress.next_stage()
+            wait_results = run_wait(wait_config, log=progress.log)
             ok &= wait_results.ok
             sections.append(wait_section(wait_config, wait_results))
-    if not args.skip_ingest and args.side_by_side_rounds > 0:
+    if side is not None:
         # Outside the shared emulator: each round starts its own.
-        side = SideBySideConfig(rounds=args.side_by_side_rounds)
-        best, _rounds = run_side_by_side(side, log=_log)
+        progress.next_stage()
+        best, _rounds = run_side_by_side(side, log=progress.log)
         ok &= all(b.ok for b in best)
-        sections.insert(after_ingest, side_by_side_section(side, best))
-    elapsed = time.monotonic() - started
+        sections.insert(1, side_by_side_section(side, best))  # right after ingest
+    elapsed = progress.elapsed
 
     report = "\n\n".join(
         [
@@ -86,9 +118,108 @@ def main(argv: list[str] | None = None) -> int:
             *sections,
         ]
     )
-    args.results.write_text(report + "\n")
-    _log(f"wrote {args.results}")
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(report + "\n")
+    progress.log(f"wrote {_shown(results_path)}")
+    ok &= _write_scale(results_path, scale_path, tracked=args.write, log=progress.log)
+    progress.log(
+        f"done in {_clock_time(elapsed)} ({elapsed:.0f} s): "
+        f"{'all invariants held' if ok else 'FAILED: see the report'}"
+    )
     return 0 if ok else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--write",
+        action="store_true",
+        help="write the tracked bench/RESULTS.md and docs/scale.md (a full run only)",
+    )
+    where.add_argument(
+        "--results",
+        type=Path,
+        help=f"where to write the report (default: {_shown(OUT / 'RESULTS.md')}; "
+        "the capacity model goes next to it as scale.md)",
+    )
+    parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--skip-wait", action="store_true")
+    parser.add_argument(
+        "--side-by-side-rounds",
+        type=non_negative_int,
+        default=SideBySideConfig().rounds,
+        help="rounds of the side-by-side ingest comparison, each on a fresh emulator (0: skip)",
+    )
+    add_ingest_arguments(parser)
+    add_wait_arguments(parser)
+    return parser
+
+
+def _destinations(args: argparse.Namespace) -> tuple[Path, Path]:
+    """Where the report and the capacity model go: tracked files only with --write."""
+    if args.write:
+        return TRACKED_RESULTS, scale.SCALE_DOC
+    results = args.results or OUT / "RESULTS.md"
+    return results, results.with_name("scale.md")
+
+
+def _stages(
+    ingest: IngestConfig | None, wait: WaitConfig | None, side: SideBySideConfig | None
+) -> list[str]:
+    stages = []
+    if ingest is not None:
+        stages.append(
+            f"ingest under load ({ingest.callbacks} callbacks x {len(ingest.servers)} server "
+            f"shapes x {len(ingest.scenarios)} scenarios)"
+        )
+        if ingest.profile_callbacks:
+            stages.append(f"ingest cost breakdown ({ingest.profile_callbacks} callbacks each)")
+    if wait is not None:
+        stages.append(
+            f"waits in virtual time ({len(wait.arrivals)} arrivals x push and "
+            f"{len(wait.schedules)} poll schedules)"
+        )
+    if side is not None:
+        stages.append(f"side-by-side ingest ({side.rounds} rounds, a fresh emulator each)")
+    return stages
+
+
+def _write_scale(
+    results: Path, destination: Path, tracked: bool, log: Callable[[str], None]
+) -> bool:
+    """The capacity model from ``results``: into docs/scale.md if tracked, else a file of its own.
+
+    A partial run has no tables to compute it from; that is said, not an error.
+    """
+    try:
+        measured = scale.read_results(results)
+        generated = scale.tables(measured)
+    except (ValueError, KeyError, IndexError) as error:
+        if tracked:
+            log(f"could not recompute {_shown(destination)} from {_shown(results)}: {error!r}")
+            return False
+        log(f"no capacity model from a partial run ({type(error).__name__}); skipped")
+        return True
+    if tracked:
+        scale.write_doc(results, destination)
+    else:
+        title = "# Capacity model (python -m bench.scale) from this run"
+        destination.write_text(f"{title}\n\n{generated}\n")
+    log(f"wrote {_shown(destination)}")
+    return True
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(scale.REPO))
+    except ValueError:
+        return str(path)
+
+
+def _clock_time(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}:{rest:02d}"
 
 
 if __name__ == "__main__":

@@ -346,8 +346,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         return 0
-    SCALE_DOC.write_text(updated)
+    write_doc(args.results)
     return 0
+
+
+def write_doc(results: Path = RESULTS, doc: Path = SCALE_DOC) -> None:
+    """Put the tables computed from ``results`` into ``doc`` between its markers."""
+    doc.write_text(replace_generated(doc.read_text(), tables(read_results(results))))
 
 
 if __name__ == "__main__":

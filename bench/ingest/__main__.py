@@ -8,62 +8,58 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bench.cli import choices, non_negative_int, positive_float, positive_int, positive_ints
 from bench.ingest.report import ingest_section
-from bench.ingest.run import IngestConfig, run_ingest, run_profiles
+from bench.ingest.run import SCENARIOS, IngestConfig, run_ingest, run_profiles
 from bench.ingest.server import ServerSettings
 from bench.stack import emulator
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = IngestConfig()
-    parser.add_argument("--callbacks", type=int, default=defaults.callbacks)
-    parser.add_argument("--clients", type=int, default=defaults.clients)
+    parser.add_argument("--callbacks", type=positive_int, default=defaults.callbacks)
+    parser.add_argument("--clients", type=positive_int, default=defaults.clients)
     parser.add_argument(
         "--threads",
-        default=",".join(str(s.threads) for s in defaults.servers),
+        type=positive_ints,
+        default=tuple(s.threads for s in defaults.servers),
         help="gunicorn THREADS per run, comma-separated: each runs every scenario",
     )
-    parser.add_argument("--workers", type=int, default=1, help="gunicorn WORKERS")
+    parser.add_argument("--workers", type=positive_int, default=1, help="gunicorn WORKERS")
     parser.add_argument(
         "--phase-deadline",
-        type=float,
+        type=positive_float,
         default=defaults.phase_deadline_s,
         help="seconds after which a phase stops sending (the run then fails)",
     )
+    scenario_keys = tuple(scenario.key for scenario in SCENARIOS)
     parser.add_argument(
         "--scenarios",
-        default=",".join(defaults.scenarios),
-        help="comma-separated subset of seed,registered,unregistered",
+        type=choices(scenario_keys),
+        default=defaults.scenarios,
+        help=f"comma-separated subset of {','.join(scenario_keys)}",
     )
     parser.add_argument(
         "--profile-callbacks",
-        type=int,
+        type=non_negative_int,
         default=500,
         help="callbacks per scenario for the one-at-a-time cost breakdown (0: skip it)",
     )
 
 
 def config_from(args: argparse.Namespace) -> IngestConfig:
-    if args.callbacks < 1 or args.clients < 1:
-        raise SystemExit("--callbacks and --clients must be at least 1")
     return IngestConfig(
         callbacks=args.callbacks,
         clients=args.clients,
-        servers=tuple(
-            ServerSettings(workers=args.workers, threads=int(t)) for t in _keys(args.threads)
-        ),
+        servers=tuple(ServerSettings(workers=args.workers, threads=t) for t in args.threads),
         phase_deadline_s=args.phase_deadline,
-        scenarios=_keys(args.scenarios),
+        scenarios=tuple(args.scenarios),
         profile_callbacks=args.profile_callbacks,
     )
 
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _keys(text: str) -> tuple[str, ...]:
-    return tuple(key.strip() for key in text.split(",") if key.strip())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bench.cli import positive_float, positive_floats
 from bench.stack import emulator
 from bench.wait.report import wait_section
 from bench.wait.run import ARRIVALS, SEED, SHIPPED, WaitConfig, run_wait
@@ -16,10 +17,13 @@ from bench.wait.schedule import Schedule
 
 
 def _schedule(text: str) -> Schedule:
-    try:
-        initial, multiplier, cap = (float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"want INITIAL,MULTIPLIER,CAP, got {text!r}") from None
+    parts = text.split(",")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"want INITIAL,MULTIPLIER,CAP, got {text!r}")
+    initial, multiplier, cap = (positive_float(part.strip()) for part in parts)
+    # A shrinking or zero interval would poll without end (Schedule.poll_times).
+    if multiplier < 1 or cap < initial:
+        raise argparse.ArgumentTypeError(f"want MULTIPLIER >= 1 and CAP >= INITIAL, got {text!r}")
     return Schedule(initial, multiplier, cap)
 
 
@@ -27,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = WaitConfig()
     parser.add_argument(
         "--arrivals",
-        default=",".join(f"{a:g}" for a in ARRIVALS),
-        help="callback arrival times in seconds, comma-separated",
+        type=positive_floats,
+        default=ARRIVALS,
+        help="callback arrival times in seconds (above 0, below --timeout), comma-separated",
     )
     parser.add_argument(
         "--schedule",
@@ -38,13 +43,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a schedule to evaluate besides the seed's and the shipped one (repeatable); "
         "default: the built-in candidates",
     )
-    parser.add_argument("--timeout", type=float, default=defaults.timeout_s)
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=defaults.timeout_s,
+        help="seconds each wait may last",
+    )
 
 
 def config_from(args: argparse.Namespace) -> WaitConfig:
-    arrivals = tuple(float(a) for a in args.arrivals.split(",") if a.strip())
-    if any(a <= 0 for a in arrivals) or any(a >= args.timeout for a in arrivals):
-        raise SystemExit("--arrivals must be above 0 and below --timeout")
+    arrivals = tuple(args.arrivals)
+    if any(a >= args.timeout for a in arrivals):
+        raise SystemExit("error: --arrivals must be below --timeout")
     schedules = WaitConfig().schedules
     if args.schedule:
         schedules = (SEED, SHIPPED, *args.schedule)
