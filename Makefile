@@ -10,9 +10,12 @@ PYTEST_ARGS ?=
 # sending the callback automatically.
 WAIT ?=
 # make run WORKFLOW=path/to/your.yaml: your own workflow on the local stack;
-# it waits for you to call each printed URL, unless AUTO=1.
+# it waits for you to call each printed URL, unless AUTO=1. ARGS is the
+# execution argument as JSON (python -m local run --args), for example
+#   make run WORKFLOW=workflow/example.yaml ARGS='{"subject": "Deploy 1.5"}' AUTO=1
 WORKFLOW ?= workflow/example.yaml
 AUTO ?=
+ARGS ?=
 # make bench WRITE=1: also rewrite the tracked bench/RESULTS.md and
 # docs/scale.md from the run; without it the results go to bench/out/ (ignored).
 WRITE ?=
@@ -48,8 +51,9 @@ format: $(VENV)/.installed
 demo: install
 	$(PY) -m local demo $(if $(WAIT),--wait-for-human,)
 
+# ARGS goes to the shell in single quotes, each of its own quotes escaped.
 run: install
-	$(PY) -m local run $(WORKFLOW) $(if $(AUTO),--auto-callback,)
+	$(PY) -m local run $(WORKFLOW) $(if $(AUTO),--auto-callback,) $(if $(ARGS),--args '$(subst ','\'',$(value ARGS))',)
 
 # About 12 minutes on 2 cores; progress on stderr, the total at the end.
 # The report and its capacity model go to bench/out/; with WRITE=1 the tracked
