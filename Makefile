@@ -20,20 +20,30 @@ ARGS ?=
 # docs/scale.md from the run; without it the results go to bench/out/ (ignored).
 WRITE ?=
 
+# $(call quietly,COMMAND,WHAT): run a noisy install step with its output in a
+# log file, shown (and kept) only if the step fails.
+define quietly
+	@log=$$(mktemp "$${TMPDIR:-/tmp}/workflow-callbacks-install.XXXXXX"); \
+	if $(1) >"$$log" 2>&1; then rm -f "$$log"; \
+	else status=$$?; cat "$$log" >&2; \
+	echo "$(2) failed (exit $$status); its output is above and in $$log" >&2; exit $$status; fi
+endef
+
 .PHONY: install test lint format demo run bench clean
 
+# Installs print a line each, not pip's and npm's hundreds: see quietly.
 $(VENV)/.installed: requirements.txt requirements-dev.txt function/requirements.txt
-	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
 	@echo "Installing the Python packages into $(VENV) (first run: about a minute)..."
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --progress-bar off -r requirements-dev.txt
-	touch $@
+	$(call quietly,$(PYTHON) -m venv $(VENV),python -m venv $(VENV))
+	$(call quietly,$(PY) -m pip install --upgrade pip,pip install --upgrade pip)
+	$(call quietly,$(PY) -m pip install --progress-bar off -r requirements-dev.txt,pip install -r requirements-dev.txt)
+	@touch $@
 
 $(EMULATOR_DIR)/node_modules/.installed: $(EMULATOR_DIR)/package.json $(EMULATOR_DIR)/package-lock.json
 	@echo "Installing the Firestore emulator (npm) into $(EMULATOR_DIR)/node_modules..."
-	cd $(EMULATOR_DIR) && npm ci --no-audit --no-fund --loglevel=error
-	touch $@
+	$(call quietly,cd $(EMULATOR_DIR) && npm ci --no-audit --no-fund,npm ci)
+	@touch $@
 
 install: $(VENV)/.installed $(EMULATOR_DIR)/node_modules/.installed
 
