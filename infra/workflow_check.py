@@ -5,7 +5,9 @@ whatever it is given and fails, if at all, only when the bad step runs (a
 call to a missing subworkflow surfaces as a confusing ``SyntaxError``). This
 module applies the rules that matter for this project to a parsed source,
 so the tests, ``python -m local run`` and ``pulumi up`` refuse a source that
-Workflows would refuse, naming the subworkflow, the step and the reason.
+Workflows would refuse. Each problem is one line: where it is (the
+subworkflow and the path of steps to it, ``main/attempt/keep``), what is
+wrong, and how to fix it; the list is in source order, the same every time.
 
 Checked:
 
@@ -30,8 +32,9 @@ anything only an execution shows (a connector's errors, a missing key).
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,14 +81,27 @@ _ASSIGN_ROOT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 @dataclass(frozen=True)
 class SourceProblem:
-    """One rule a workflow source breaks, where, and why."""
+    """One rule a workflow source breaks: where, what, and the fix.
+
+    ``path`` is the steps from the subworkflow down to the one at fault
+    (empty for the subworkflow itself).
+    """
 
     subworkflow: str
-    step: str
+    path: tuple[str, ...]
     message: str
+    fix: str
+
+    @property
+    def where(self) -> str:
+        return "/".join((self.subworkflow, *self.path))
+
+    @property
+    def step(self) -> str:
+        return self.path[-1] if self.path else "-"
 
     def __str__(self) -> str:
-        return f"{self.subworkflow}, step {self.step!r}: {self.message}"
+        return f"{self.where}: {self.message}. Fix: {self.fix}"
 
 
 def check_workflow(definition: Any) -> list[SourceProblem]:
@@ -97,7 +113,14 @@ def check_workflow(definition: Any) -> list[SourceProblem]:
     if isinstance(definition, list):
         definition = {"main": {"steps": definition}}
     if not isinstance(definition, Mapping):
-        return [SourceProblem("(source)", "-", "the source is neither a map nor a list of steps")]
+        return [
+            SourceProblem(
+                "(source)",
+                (),
+                "the source is neither a map nor a list of steps",
+                "write a map of subworkflows, each with its steps (main: {steps: [...]})",
+            )
+        ]
     subworkflows = {str(name) for name in definition}
     problems: list[SourceProblem] = []
     for name, body in definition.items():
@@ -170,12 +193,15 @@ def _expressions_in_text(text: str) -> Iterator[str]:
         start = text.find("${", index + 1)
 
 
+Path = tuple[str, ...]  # step names from the subworkflow down
+
+
 @dataclass
 class _Scope:
     """Variables created in one block: a subworkflow, a for body, an except block, a branch."""
 
     kind: str
-    step: str
+    path: Path
     parent: _Scope | None = None
     created: set[str] = field(default_factory=set)
 
@@ -199,7 +225,7 @@ class _Scope:
 @dataclass
 class _Read:
     scope: _Scope
-    step: str
+    path: Path
     name: str
 
 
@@ -208,80 +234,100 @@ class _SubworkflowChecker:
         self.name = name
         self.body = body
         self.subworkflows = subworkflows
-        self.problems: list[SourceProblem] = []
+        # (position of the step in the walk, problem): sorted into source order.
+        self.problems: list[tuple[int, SourceProblem]] = []
+        self.positions: dict[Path, int] = {}
         self.scopes: list[_Scope] = []
         self.reads: list[_Read] = []
         self.step_names: set[str] = set()
-        self.jumps: list[tuple[_Scope, str, str]] = []
+        self.jumps: list[tuple[_Scope, Path, str]] = []
 
     def check(self) -> list[SourceProblem]:
         if not isinstance(self.body, Mapping) or not isinstance(self.body.get("steps"), list):
-            return [SourceProblem(self.name, "-", "a subworkflow needs a list of steps")]
-        root = self._new_scope("subworkflow", "-", None)
-        for param in self.body.get("params") or []:
-            root.created.add(str(next(iter(param))) if isinstance(param, Mapping) else str(param))
-        self._steps(self.body["steps"], root)
-        self._check_jumps()
-        self._check_reads()
-        return self.problems
+            self._problem((), "a subworkflow needs a list of steps", "give it steps: [...]")
+        else:
+            root = self._new_scope("subworkflow", (), None)
+            for param in self.body.get("params") or []:
+                name = next(iter(param)) if isinstance(param, Mapping) else param
+                root.created.add(str(name))
+            self._steps(self.body["steps"], root, ())
+            self._check_jumps()
+            self._check_reads()
+        # Stable: problems of one step keep the order they were found in.
+        return [problem for _, problem in sorted(self.problems, key=lambda found: found[0])]
 
     # -- walking the steps ------------------------------------------------
 
-    def _new_scope(self, kind: str, step: str, parent: _Scope | None) -> _Scope:
-        scope = _Scope(kind, step, parent)
+    def _new_scope(self, kind: str, path: Path, parent: _Scope | None) -> _Scope:
+        scope = _Scope(kind, path, parent)
         self.scopes.append(scope)
         return scope
 
-    def _problem(self, step: str, message: str) -> None:
-        self.problems.append(SourceProblem(self.name, step, message))
+    def _problem(self, path: Path, message: str, fix: str) -> None:
+        position = self.positions.get(path, -1)
+        self.problems.append((position, SourceProblem(self.name, path, message, fix)))
 
-    def _steps(self, steps: Any, scope: _Scope) -> None:
+    def _steps(self, steps: Any, scope: _Scope, path: Path) -> None:
         if not isinstance(steps, list):
-            self._problem(scope.step, "steps must be a list")
+            self._problem(path, "steps must be a list", "write steps as a list: - name: {...}")
             return
         for entry in steps:
             if not isinstance(entry, Mapping) or len(entry) != 1:
-                self._problem(scope.step, "each step must be a map with one step name")
+                self._problem(
+                    path,
+                    "each step must be a map with one step name",
+                    "write each step as - name: {...}",
+                )
                 continue
             name, body = next(iter(entry.items()))
             self.step_names.add(str(name))
-            self._step(str(name), body, scope)
+            step_path = (*path, str(name))
+            self.positions.setdefault(step_path, len(self.positions))
+            self._step(step_path, body, scope)
 
-    def _step(self, step: str, body: Any, scope: _Scope) -> None:
+    def _step(self, path: Path, body: Any, scope: _Scope) -> None:
         if not isinstance(body, Mapping):
-            self._problem(step, "a step must be a map")
+            self._problem(path, "a step must be a map", "give it a map: call, assign, return...")
             return
         for assignment in body.get("assign") or []:
-            self._assign(step, assignment, scope)
+            self._assign(path, assignment, scope)
         if "call" in body:
-            self._call(step, body, scope)
+            self._call(path, body, scope)
         for key in ("args", "return", "raise"):
             if key in body:
-                self._read(step, body[key], scope)
+                self._read(path, body[key], scope)
         if "next" in body:
-            self.jumps.append((scope, step, str(body["next"])))
+            self.jumps.append((scope, path, str(body["next"])))
         if "switch" in body:
-            self._switch(step, body["switch"], scope)
+            self._switch(path, body["switch"], scope)
         if "steps" in body:
             # A nested steps block shares its subworkflow's (or loop's) scope.
-            self._steps(body["steps"], scope)
+            self._steps(body["steps"], scope, path)
         if "for" in body:
-            self._for(step, body["for"], scope)
+            self._for(path, body["for"], scope)
         if "parallel" in body:
-            self._parallel(step, body["parallel"], scope)
+            self._parallel(path, body["parallel"], scope)
         if "try" in body:
-            self._try(step, body, scope)
+            self._try(path, body, scope)
 
-    def _assign(self, step: str, assignment: Any, scope: _Scope) -> None:
+    def _assign(self, path: Path, assignment: Any, scope: _Scope) -> None:
         if not isinstance(assignment, Mapping) or len(assignment) != 1:
-            self._problem(step, "each assign entry must be a map with one variable")
+            self._problem(
+                path,
+                "each assign entry must be a map with one variable",
+                "write each entry as - name: value",
+            )
             return
         target, value = next(iter(assignment.items()))
-        self._read(step, value, scope)
+        self._read(path, value, scope)
         target = str(target)
         root = _ASSIGN_ROOT.match(target)
         if root is None:
-            self._problem(step, f"cannot assign to {target!r}")
+            self._problem(
+                path,
+                f"cannot assign to {target!r}",
+                'assign to a variable name, a key (a.b, a["k"]) or an index (a[0])',
+            )
         elif root.group(1) == target.strip():
             if target.strip() not in scope.visible():
                 scope.created.add(target.strip())
@@ -289,125 +335,162 @@ class _SubworkflowChecker:
             # a.b or a["k"] or a[0] changes an existing variable: a read of a.
             # Names in its subscripts (a[key]) are read too; "x" stands in for a.
             for name in [root.group(1), *expression_names("x" + target[root.end() :])[1:]]:
-                self.reads.append(_Read(scope, step, name))
+                self.reads.append(_Read(scope, path, name))
 
-    def _call(self, step: str, body: Mapping[str, Any], scope: _Scope) -> None:
+    def _call(self, path: Path, body: Mapping[str, Any], scope: _Scope) -> None:
         target = str(body["call"])
         if "." not in target and target not in self.subworkflows:
             self._problem(
-                step,
+                path,
                 f"calls {target!r}, which is not a subworkflow of this source "
                 "(nor a dotted standard library function or connector)",
+                _did_you_mean(target, self.subworkflows)
+                or f"define a subworkflow {target}, or call a dotted function (http.get)",
             )
         if "result" in body:
             result = str(body["result"])
             if result not in scope.visible():
                 scope.created.add(result)
 
-    def _switch(self, step: str, conditions: Any, scope: _Scope) -> None:
+    def _switch(self, path: Path, conditions: Any, scope: _Scope) -> None:
         if not isinstance(conditions, list):
-            self._problem(step, "switch must be a list of conditions")
+            self._problem(
+                path, "switch must be a list of conditions", "write - condition: ${...} entries"
+            )
             return
         for condition in conditions:
             if not isinstance(condition, Mapping):
-                self._problem(step, "each switch entry must be a map with a condition")
+                self._problem(
+                    path,
+                    "each switch entry must be a map with a condition",
+                    "write - condition: ${...} with next, steps, assign or return",
+                )
                 continue
-            self._read(step, condition.get("condition"), scope)
+            self._read(path, condition.get("condition"), scope)
             # A condition may carry what a step carries: assign, steps, next, return...
-            self._step(step, {k: v for k, v in condition.items() if k != "condition"}, scope)
+            self._step(path, {k: v for k, v in condition.items() if k != "condition"}, scope)
 
-    def _for(self, step: str, loop: Any, scope: _Scope) -> None:
+    def _for(self, path: Path, loop: Any, scope: _Scope) -> None:
         if not isinstance(loop, Mapping):
-            self._problem(step, "for must be a map")
+            self._problem(path, "for must be a map", "give it value, in (or range) and steps")
             return
-        self._read(step, loop.get("in"), scope)
-        self._read(step, loop.get("range"), scope)
-        body = self._new_scope("for", step, scope)
+        self._read(path, loop.get("in"), scope)
+        self._read(path, loop.get("range"), scope)
+        body = self._new_scope("for", path, scope)
         for key in ("value", "index"):
             if key in loop:
                 body.created.add(str(loop[key]))
-        self._steps(loop.get("steps"), body)
+        self._steps(loop.get("steps"), body, path)
 
-    def _parallel(self, step: str, parallel: Any, scope: _Scope) -> None:
+    def _parallel(self, path: Path, parallel: Any, scope: _Scope) -> None:
         if not isinstance(parallel, Mapping):
-            self._problem(step, "parallel must be a map")
+            self._problem(path, "parallel must be a map", "give it branches or for")
             return
         for shared in parallel.get("shared") or []:
-            self.reads.append(_Read(scope, step, str(shared)))
+            self.reads.append(_Read(scope, path, str(shared)))
         for branch in parallel.get("branches") or []:
             if isinstance(branch, Mapping) and len(branch) == 1:
                 branch_name, branch_body = next(iter(branch.items()))
                 self.step_names.add(str(branch_name))
-                branch_scope = self._new_scope("branch", str(branch_name), scope)
-                self._step(str(branch_name), branch_body, branch_scope)
+                branch_path = (*path, str(branch_name))
+                self.positions.setdefault(branch_path, len(self.positions))
+                branch_scope = self._new_scope("branch", branch_path, scope)
+                self._step(branch_path, branch_body, branch_scope)
         if "for" in parallel:
-            self._for(step, parallel["for"], scope)
+            self._for(path, parallel["for"], scope)
 
-    def _try(self, step: str, body: Mapping[str, Any], scope: _Scope) -> None:
+    def _try(self, path: Path, body: Mapping[str, Any], scope: _Scope) -> None:
         attempt = body["try"]
         if isinstance(attempt, Mapping):
             # The try block runs in the enclosing scope.
-            self._step(step, attempt, scope)
+            self._step(path, attempt, scope)
         retry = body.get("retry")
         if isinstance(retry, Mapping):
             predicate = retry.get("predicate")
             for name in _predicate_names(predicate):
                 if name not in self.subworkflows:
                     self._problem(
-                        step, f"retry predicate {name!r} is not a subworkflow of this source"
+                        path,
+                        f"retry predicate {name!r} is not a subworkflow of this source",
+                        _did_you_mean(name, self.subworkflows)
+                        or f"define a subworkflow {name} with one parameter that returns "
+                        "true or false, or use http.default_retry_predicate",
                     )
-            self._read(step, {k: v for k, v in retry.items() if k != "predicate"}, scope)
+            self._read(path, {k: v for k, v in retry.items() if k != "predicate"}, scope)
         elif retry is not None and not isinstance(retry, str):
-            self._problem(step, "retry must be a map or a retry policy expression")
+            self._problem(
+                path,
+                "retry must be a map or a retry policy expression",
+                "give it predicate, max_retries and backoff, or ${http.default_retry}",
+            )
         handler = body.get("except")
         if isinstance(handler, Mapping):
-            block = self._new_scope("except", step, scope)
+            block = self._new_scope("except", path, scope)
             if "as" in handler:
                 block.created.add(str(handler["as"]))
-            self._steps(handler.get("steps"), block)
+            self._steps(handler.get("steps"), block, path)
 
-    def _read(self, step: str, value: Any, scope: _Scope) -> None:
+    def _read(self, path: Path, value: Any, scope: _Scope) -> None:
         for expression in _expressions(value):
             if len(expression) + 3 > MAX_EXPRESSION_CHARS:
                 self._problem(
-                    step,
+                    path,
                     f"an expression of {len(expression) + 3} characters is over Workflows' "
-                    f"limit of {MAX_EXPRESSION_CHARS}: split it across assign steps",
+                    f"limit of {MAX_EXPRESSION_CHARS}",
+                    "split it across assign steps",
                 )
             for name in expression_names(expression):
-                self.reads.append(_Read(scope, step, name))
+                self.reads.append(_Read(scope, path, name))
 
     # -- the rules --------------------------------------------------------
 
     def _check_jumps(self) -> None:
-        for scope, step, target in self.jumps:
+        for scope, path, target in self.jumps:
             if target in JUMP_KEYWORDS or target in self.step_names:
                 continue
             if target in LOOP_JUMPS:
                 if not scope.inside_loop():
-                    self._problem(step, f"next: {target} is only allowed inside a for loop")
+                    self._problem(
+                        path,
+                        f"next: {target} is only allowed inside a for loop",
+                        "jump to a step by name, or end",
+                    )
                 continue
             self._problem(
-                step, f"next: {target!r} is not a step of {self.name} (nor end, break, continue)"
+                path,
+                f"next: {target!r} is not a step of {self.name} (nor end, break, continue)",
+                _did_you_mean(target, self.step_names) or f"name a step of {self.name}, or end",
             )
 
     def _check_reads(self) -> None:
-        reported: set[tuple[str, str]] = set()
+        reported: set[tuple[Path, str]] = set()
         for read in self.reads:
-            if read.name in read.scope.visible() or (read.step, read.name) in reported:
+            if read.name in read.scope.visible() or (read.path, read.name) in reported:
                 continue
-            reported.add((read.step, read.name))
+            reported.add((read.path, read.name))
             owners = [s for s in self.scopes if read.name in s.created]
             if owners:
                 owner = owners[0]
                 self._problem(
-                    read.step,
-                    f"reads {read.name!r}, which is created only inside the {owner.kind} "
-                    f"block of step {owner.step!r} and does not exist outside it; "
-                    "create it (e.g. as null) before that block",
+                    read.path,
+                    f"reads {read.name!r}, which exists only inside the {owner.kind} block "
+                    f"of {'/'.join((self.name, *owner.path))}",
+                    f"create it before that block (assign {read.name}: null in an earlier step)",
                 )
             else:
-                self._problem(read.step, f"reads {read.name!r}, which nothing creates")
+                self._problem(
+                    read.path,
+                    f"reads {read.name!r}, which nothing creates",
+                    _did_you_mean(read.name, read.scope.visible())
+                    or "assign it in an earlier step or take it as a parameter",
+                )
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """'did you mean 'x'?' for the closest candidate (case-insensitive), or None."""
+    by_lower = {candidate.lower(): candidate for candidate in sorted(candidates)}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.75)
+    return f"did you mean {by_lower[close[0]]!r}?" if close else None
 
 
 def _predicate_names(predicate: Any) -> list[str]:

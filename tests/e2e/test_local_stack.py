@@ -183,7 +183,7 @@ def test_a_failing_workflow_exits_non_zero_with_the_error(cli, firestore_emulato
         (
             "main:\n  steps:\n    - url:\n        call: getCallbackUrl\n"
             "        args: {step: a}\n        result: url\n    - done:\n        return: ${url}\n",
-            "step 'url': calls 'getCallbackUrl', which is not a subworkflow",
+            "main/url: calls 'getCallbackUrl', which is not a subworkflow",
         ),
     ],
     ids=["defines-a-subworkflow", "breaks-a-deploy-time-rule"],

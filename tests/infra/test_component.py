@@ -78,5 +78,5 @@ def test_a_workflow_source_workflows_would_refuse_fails_at_up_with_the_step(depl
 
     assert isinstance(error, ValueError)
     assert "Workflows would refuse this source at deploy time" in str(error)
-    assert "main, step 'done': reads 'failure', which nothing creates" in str(error)
+    assert "main/done: reads 'failure', which nothing creates" in str(error)
     assert deployment.resources == []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,9 +92,9 @@ main:
 
 def test_a_variable_created_in_an_except_block_and_read_after_it_is_refused() -> None:
     assert problems_of(EXCEPT_SCOPE) == [
-        "main, step 'report': reads 'failure', which is created only inside the except block "
-        "of step 'attempt' and does not exist outside it; create it (e.g. as null) before "
-        "that block"
+        "main/report: reads 'failure', which exists only inside the except block of "
+        "main/attempt. Fix: create it before that block (assign failure: null in an earlier "
+        "step)"
     ]
 
 
@@ -109,24 +112,25 @@ def test_loop_variables_and_variables_created_in_a_loop_do_not_exist_after_it() 
     problems = problems_of(FOR_SCOPE)
 
     # total exists before the loop, so the loop updates it; last and item are the loop's.
-    assert [problem.split(":")[0] for problem in problems] == [
-        "main, step 'done'",
-        "main, step 'done'",
-    ]
-    assert "'last'" in problems[0] and "for block of step 'loop'" in problems[0]
+    assert [problem.split(":")[0] for problem in problems] == ["main/done", "main/done"]
+    assert "'last'" in problems[0] and "for block of main/loop." in problems[0]
     assert "'item'" in problems[1]
 
 
 def test_a_variable_created_in_a_parallel_branch_is_local_to_it() -> None:
     (problem,) = problems_of(BRANCH_SCOPE)
 
-    assert "reads 'leftResult'" in problem and "branch block of step 'left'" in problem
+    assert problem.startswith("main/done: reads 'leftResult'")
+    assert "branch block of main/fanOut/left." in problem
 
 
 def test_a_variable_nothing_creates_is_refused() -> None:
     source = "main:\n  steps:\n    - done:\n        return: ${undeclared + 1}\n"
 
-    assert problems_of(source) == ["main, step 'done': reads 'undeclared', which nothing creates"]
+    assert problems_of(source) == [
+        "main/done: reads 'undeclared', which nothing creates. "
+        "Fix: assign it in an earlier step or take it as a parameter"
+    ]
 
 
 def test_params_results_try_bodies_and_nested_steps_share_the_subworkflow_scope() -> None:
@@ -170,9 +174,13 @@ main:
         return: ${url}
 """
     assert problems_of(source) == [
-        "main, step 'first': calls 'getCallbackUrl', which is not a subworkflow of this source "
-        "(nor a dotted standard library function or connector)"
+        "main/first: calls 'getCallbackUrl', which is not a subworkflow of this source "
+        "(nor a dotted standard library function or connector). "
+        "Fix: define a subworkflow getCallbackUrl, or call a dotted function (http.get)"
     ]
+    # With the callback subworkflows appended, as deployed, the fix names the right one.
+    (problem,) = problems_of(source + "\n" + CALLBACKS.read_text())
+    assert problem.endswith(". Fix: did you mean 'getCallbackURL'?")
 
 
 def test_a_retry_predicate_must_be_a_defined_subworkflow() -> None:
@@ -210,7 +218,8 @@ main:
         return: ok
 """
     assert problems_of(source) == [
-        "main, step 'check': next: 'aproved' is not a step of main (nor end, break, continue)"
+        "main/check: next: 'aproved' is not a step of main (nor end, break, continue). "
+        "Fix: did you mean 'approved'?"
     ]
 
 
@@ -230,7 +239,8 @@ main:
 
     assert problems_of(inside) == []
     assert problems_of(outside) == [
-        "main, step 'stop': next: continue is only allowed inside a for loop"
+        "main/stop: next: continue is only allowed inside a for loop. "
+        "Fix: jump to a step by name, or end"
     ]
 
 
@@ -240,7 +250,7 @@ def test_composing_a_source_runs_the_check_with_the_step_and_the_reason() -> Non
         compose_workflow_source(EXCEPT_SCOPE, CALLBACKS.read_text())
 
     assert "Workflows would refuse this source at deploy time" in str(raised.value)
-    assert "step 'report': reads 'failure'" in str(raised.value)
+    assert "\n  - main/report: reads 'failure'" in str(raised.value)
 
 
 def test_expression_names_skip_strings_functions_and_attributes() -> None:
@@ -256,6 +266,104 @@ def test_an_expression_over_400_characters_is_refused() -> None:
 
     assert problems_of(fits) == []
     assert problems_of(over) == [
-        "main, step 's': an expression of 404 characters is over Workflows' limit of 400: "
-        "split it across assign steps"
+        "main/s: an expression of 404 characters is over Workflows' limit of 400. "
+        "Fix: split it across assign steps"
     ]
+
+
+# --- how a problem reads ---------------------------------------------------------------
+SEVERAL = """
+main:
+  steps:
+    - outer:
+        steps:
+          - fetch:
+              try:
+                call: http.get
+                args: {url: "${adress}"}
+                result: response
+              except:
+                as: e
+                steps:
+                  - retryLater:
+                      call: waitABit
+          - pick:
+              next: finish
+    - loop:
+        for:
+          value: item
+          in: [1]
+          steps:
+            - use:
+                return: ${item + missing}
+    - done:
+        return: ${response}
+helper:
+  params: [address]
+  steps:
+    - r:
+        return: ${adress}
+"""
+
+
+def test_each_problem_is_one_line_where_then_what_then_the_fix_in_source_order() -> None:
+    problems = problems_of(SEVERAL)
+
+    assert [problem.split(": ", 1)[0] for problem in problems] == [
+        "main/outer/fetch",  # adress
+        "main/outer/fetch/retryLater",  # waitABit
+        "main/outer/pick",  # finish
+        "main/loop/use",  # missing
+        "helper/r",  # adress, with address in scope
+    ]
+    for problem in problems:
+        assert "\n" not in problem
+        what, fix = problem.split(". Fix: ")
+        assert what and fix
+    assert problems[1].startswith("main/outer/fetch/retryLater: calls 'waitABit'")
+    assert problems[2].endswith("Fix: name a step of main, or end")
+    assert problems[4] == (
+        "helper/r: reads 'adress', which nothing creates. Fix: did you mean 'address'?"
+    )
+
+
+CASE_TWINS = """
+other:
+  steps:
+    - first:
+        call: twn
+Twin:
+  steps:
+    - r:
+        return: 1
+twin:
+  steps:
+    - r:
+        return: 2
+"""
+
+
+def test_the_list_is_the_same_in_every_process() -> None:
+    # Sets of names iterate in an order that changes with the hash seed; the
+    # suggestions and the order of the problems must not.
+    script = (
+        "import sys, yaml; from infra.workflow_check import check_workflow; "
+        "print([str(p) for p in check_workflow(yaml.safe_load(sys.stdin.read()))])"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            input=SEVERAL + CASE_TWINS,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in range(6)
+    }
+
+    assert len(outputs) == 1
+    (output,) = outputs
+    assert "helper/r: reads 'adress'" in output
+    assert "other/first: calls 'twn'" in output
