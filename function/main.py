@@ -37,7 +37,14 @@ from approval_page import (
     is_page_request,
     message_page,
 )
-from callback_body import BodyError, DecodedTooLarge, UnsupportedEncoding, decode_content
+from callback_body import (
+    LONE_SURROGATE,
+    BodyError,
+    DecodedTooLarge,
+    UnsupportedEncoding,
+    decode_content,
+    strict_text,
+)
 from callback_forward import GOOGLE_ORIGIN, Forwarder
 from callback_request import (
     BadRequest,
@@ -343,6 +350,8 @@ def _page(request: flask.Request, log: dict[str, Any]) -> tuple[str, int, flask.
     ids = _checked_ids(request, log, PAGE_METHODS)
     settings, client, forwarder = _runtime()
     token = request.args.get("token")
+    # Read (and bounded) on every method, so no body is ever drained unbounded.
+    body = _read_body(request, settings.max_body_bytes)
     if request.method != "POST":
         # Relative: behind Cloud Run's TLS proxy the app may see http://, and
         # an absolute http action on an https page would be blocked.
@@ -350,14 +359,7 @@ def _page(request: flask.Request, log: dict[str, Any]) -> tuple[str, int, flask.
         outcome, status, page = _show_page(client, settings, ids, token, action)
         return outcome, status, html_response(page, status, head_only=request.method == "HEAD")
     now = datetime.now(UTC)
-    limit = settings.max_body_bytes
-    try:
-        body = decode_content(
-            request.headers.get("Content-Encoding"), read_body(request, limit), limit
-        )
-    except (BodyTooLarge, DecodedTooLarge):
-        raise _Reply(413, f"the answer is larger than {limit} bytes", "too_large") from None
-    fields = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    fields = _answer_fields(body)
     choice = fields.get("choice", "")
     if len(fields.get("comment", "")) > MAX_COMMENT_CHARS:
         message = f"the comment is longer than {MAX_COMMENT_CHARS} characters"
@@ -433,12 +435,31 @@ def _offered_choices(stored: Mapping[str, Any]) -> tuple[str, ...] | None:
     return None if form is None else tuple(choice.value for choice in form.choices)
 
 
+def _answer_fields(body: bytes) -> dict[str, str]:
+    """The page's form fields; the page is UTF-8, so its form is too, or it is refused."""
+    text = strict_text(body, "utf-8")
+    try:
+        pairs = parse_qsl(text or "", keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        pairs = None
+    if text is None or pairs is None or any(LONE_SURROGATE.search(k + v) for k, v in pairs):
+        raise _Reply(400, "the answer is not valid UTF-8 text", "bad_request")
+    return dict(pairs)
+
+
 def _parse(request: flask.Request, ids: CallbackIds, settings: Settings, now: datetime) -> Callback:
-    limit = settings.max_body_bytes
+    body = _read_body(request, settings.max_body_bytes)
+    try:
+        return parse_callback(request, ids, body, now)
+    except (BadRequest, BodyError) as error:
+        raise _Reply(400, str(error), "bad_request") from None
+
+
+def _read_body(request: flask.Request, limit: int) -> bytes:
+    """The body, decoded: the one way both paths read it, so their limits cannot differ."""
     try:
         sent = read_body(request, limit)
-        body = decode_content(request.headers.get("Content-Encoding"), sent, limit)
-        return parse_callback(request, ids, body, now)
+        return decode_content(request.headers.get("Content-Encoding"), sent, limit)
     except BodyTooLarge:
         message = f"the body is larger than {limit} bytes"
         raise _Reply(413, message, "too_large", body_unread=True) from None
@@ -447,7 +468,7 @@ def _parse(request: flask.Request, ids: CallbackIds, settings: Settings, now: da
         raise _Reply(413, message, "too_large") from None
     except UnsupportedEncoding as error:
         raise _Reply(415, str(error), "unsupported_encoding") from None
-    except (BadRequest, BodyError) as error:
+    except BodyError as error:
         raise _Reply(400, str(error), "bad_request") from None
 
 
