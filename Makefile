@@ -50,9 +50,12 @@ install: $(VENV)/.installed $(EMULATOR_DIR)/node_modules/.installed
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Also: Pulumi.yaml and docs/deploy.md follow CONFIG_KEYS, and the types check.
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m infra.config_reference --check
+	$(VENV)/bin/mypy
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .

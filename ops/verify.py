@@ -276,8 +276,8 @@ def _forward_outcome(deployment: Deployment, run_id: str) -> str | None:
 def _check_result(
     status: ExecutionStatus, payload: dict[str, Any], nonce: str | None, report: Report
 ) -> None:
-    result = status.result if isinstance(status.result, dict) else {}
-    machine = result.get("machine") if isinstance(result.get("machine"), dict) else {}
+    result = _map(status.result)
+    machine = _map(result.get("machine"))
     if machine.get("body") != payload:
         raise VerifyFailed(
             "result matches",
@@ -287,14 +287,19 @@ def _check_result(
             "disagree on the payload format (deploy both from one version).",
         )
     if nonce is not None:
-        page = result.get("page") if isinstance(result.get("page"), dict) else {}
-        body = page.get("body") if isinstance(page.get("body"), dict) else {}
+        page = _map(result.get("page"))
+        body = _map(page.get("body"))
         if page.get("value") != PAGE_CHOICE or body.get("comment") != nonce:
             raise VerifyFailed(
                 "result matches",
                 f"the page's answer came back as {json.dumps(page)[:300]}",
             )
     report.ok("result matches", "what was sent came back")
+
+
+def _map(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (a result is untrusted JSON)."""
+    return value if isinstance(value, dict) else {}
 
 
 # --- HTTP -------------------------------------------------------------------------------
