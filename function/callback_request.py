@@ -17,7 +17,7 @@ from werkzeug.wrappers import Request
 
 import contract
 from callback_body import BodyError, store_body
-from registration import CAPABILITY_PARAMS, FORWARD_PARAM, REGISTERED_AT_PARAM, TOKEN_PARAM
+from registration_layout import CAPABILITY_PARAMS, FORWARD_PARAM, REGISTERED_AT_PARAM, TOKEN_PARAM
 
 RUN_ID_PATTERN = re.compile(contract.RUN_ID_PATTERN)
 STEP_PATTERN = re.compile(contract.STEP_PATTERN)
@@ -68,7 +68,7 @@ class Callback:
     payload: dict[str, Any]
     fingerprint: str
     # With the token, what the URL says about the registration (see
-    # registration.py): when its callback document was created, and the
+    # registration_layout.py): when its callback document was created, and the
     # push endpoint. Untrusted until a Commit's preconditions prove them.
     registered_at: str | None = None
     forward_param: str | None = None

@@ -2,7 +2,7 @@
 
 The happy path is one RPC, like the seed's single ``set``, and keeps every
 check (docs/protocol.md, "One Commit"): the Commit's preconditions make the
-decision (registration.py explains the layout). Only when a precondition
+decision (registration_layout.py explains the layout). Only when a precondition
 fails (a retry, a conflict, a wrong token) or the URL lacks what the blind
 Commit needs (a registration from before the key layout, a page answer,
 which must be checked against the page's choices) does the receiver read
@@ -27,7 +27,7 @@ from google.api_core import retry as retries
 from google.cloud import firestore
 
 from callback_request import Callback
-from registration import (
+from registration_layout import (
     ANSWER_SUFFIX,
     FORM_FIELD,
     FORWARD_URL_FIELD,

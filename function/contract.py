@@ -1,11 +1,16 @@
 """The protocol's constants: the one place they are written in code (docs/protocol.md).
 
-The receiver imports them; the Pulumi program reads this file too
-(infra/contract.py), and workflow/callbacks.yaml, which cannot import, holds
-the same literals: tests/test_contract_constants.py keeps it in step.
+The receiver imports them; the Pulumi program, the local stack and the
+benchmark load this file too (infra/function_contract.py), and
+workflow/callbacks.yaml, which cannot import, holds the same literals:
+tests/test_contract_constants.py keeps it in step.
 """
 
 from __future__ import annotations
+
+# The function functions-framework calls (main.py defines it): the Pulumi
+# program's entryPoint, and the target the local stack and benchmark serve.
+ENTRY_POINT = "processEntry"
 
 # runID: letters, digits and "-" (a Workflows execution id is a UUID); step
 # adds "_". The document id is "<runID>_<step>", unambiguous because runID

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from infra.contract import DEFAULT_COLLECTION, DEFAULT_MAX_BODY_BYTES
+from infra.function_contract import DEFAULT_COLLECTION, DEFAULT_MAX_BODY_BYTES
 from infra.names import ResourceNames
 from infra.workflow_check import check_workflow
 from infra.workflow_env import WaitSettings

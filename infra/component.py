@@ -16,12 +16,12 @@ from pulumi_random import RandomId
 from pulumiverse_time import Sleep
 
 from infra.args import REPO_ROOT, CallbackBridgeArgs, compose_workflow_source, read_text
+from infra.function_contract import ENTRY_POINT
 from infra.names import ROLE_SUFFIX_BYTES, ResourceNames, custom_role_id
 from infra.source_archive import SourceArchive, build_source_archive
 from infra.workflow_env import workflow_env_vars
 
 TYPE_TOKEN = "workflow-callbacks:index:CallbackBridge"
-ENTRY_POINT = "processEntry"
 TTL_FIELD = "expireAt"
 # Timestamps that only grow, written with every registration and callback.
 # Nothing queries them; indexed, they would cap the collection's writes at

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from infra.contract import DEFAULT_COLLECTION, DEFAULT_TTL_SECONDS
+from infra.function_contract import DEFAULT_COLLECTION, DEFAULT_TTL_SECONDS
 
 # Names the subworkflows in workflow/callbacks.yaml read with sys.get_env.
 ENV_BASE_URL = "CALLBACK_BASE_URL"

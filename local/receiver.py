@@ -28,10 +28,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from infra.function_contract import ENTRY_POINT
 from local.processes import stop_process_group
 
 FUNCTION_SOURCE = Path(__file__).resolve().parent.parent / "function" / "main.py"
-ENTRY_POINT = "processEntry"
 WATCHDOG = Path(__file__).resolve().parent / "watchdog.py"
 # How much of the receiver's output a failed start reports.
 LOG_TAIL_BYTES = 4000

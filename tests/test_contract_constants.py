@@ -7,17 +7,17 @@ so this test pins the YAML's literals to it.
 from __future__ import annotations
 
 import re
-import runpy
 from pathlib import Path
 
 import yaml
 
-from infra import contract as infra_contract
+from infra import function_contract
 from infra.args import CallbackBridgeArgs
+from infra.function_modules import function_module
 from infra.workflow_env import WaitSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONTRACT = runpy.run_path(str(REPO_ROOT / "function" / "contract.py"))
+CONTRACT = vars(function_module("contract"))
 
 
 def settings_of(subworkflow: str) -> dict[str, str]:
@@ -55,22 +55,27 @@ def test_both_subworkflows_use_the_contracts_id_patterns_and_defaults() -> None:
 def test_the_pulumi_program_takes_its_defaults_from_the_contract() -> None:
     args = CallbackBridgeArgs(project="p", region="europe-west1", name="n")
 
-    assert CONTRACT["RUN_ID_PATTERN"] == infra_contract.RUN_ID_PATTERN
+    assert CONTRACT["RUN_ID_PATTERN"] == function_contract.RUN_ID_PATTERN
     assert args.callbacks_collection == CONTRACT["DEFAULT_COLLECTION"]
     assert args.max_body_bytes == CONTRACT["DEFAULT_MAX_BODY_BYTES"]
     assert WaitSettings().ttl_seconds == CONTRACT["DEFAULT_TTL_SECONDS"]
 
 
-def test_the_receiver_takes_its_patterns_and_defaults_from_the_contract(monkeypatch) -> None:
-    monkeypatch.syspath_prepend(str(REPO_ROOT / "function"))
-    request = runpy.run_path(str(REPO_ROOT / "function" / "callback_request.py"))
-    main = runpy.run_path(str(REPO_ROOT / "function" / "main.py"))
-    settings = main["Settings"]()
+def test_the_receiver_takes_its_patterns_and_defaults_from_the_contract() -> None:
+    request = function_module("callback_request")
+    config = function_module("main").Settings()
 
-    assert request["RUN_ID_PATTERN"].pattern == CONTRACT["RUN_ID_PATTERN"]
-    assert request["STEP_PATTERN"].pattern == CONTRACT["STEP_PATTERN"]
-    assert (settings.collection, settings.ttl_seconds, settings.max_body_bytes) == (
+    assert request.RUN_ID_PATTERN.pattern == CONTRACT["RUN_ID_PATTERN"]
+    assert request.STEP_PATTERN.pattern == CONTRACT["STEP_PATTERN"]
+    assert (config.collection, config.ttl_seconds, config.max_body_bytes) == (
         CONTRACT["DEFAULT_COLLECTION"],
         CONTRACT["DEFAULT_TTL_SECONDS"],
         CONTRACT["DEFAULT_MAX_BODY_BYTES"],
     )
+
+
+def test_the_entry_point_the_deployment_names_is_the_receivers_function() -> None:
+    main = function_module("main")
+
+    assert function_contract.ENTRY_POINT == CONTRACT["ENTRY_POINT"] == "processEntry"
+    assert callable(getattr(main, CONTRACT["ENTRY_POINT"]))

@@ -30,6 +30,7 @@ from functions_framework import create_app
 
 from bench.ingest.callbacks import Callback
 from bench.procstat import tree_cpu_seconds
+from infra.function_contract import ENTRY_POINT
 from local.environment import environment
 
 # (label, file suffix, function names): the frames whose cumulative time is reported.
@@ -48,7 +49,7 @@ PARTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("JSON answer", "main.py", ("_json",)),
     ("JSON log line", "main.py", ("_log",)),
 )
-_ENTRY = ("main.py", "processEntry")
+_ENTRY = ("main.py", ENTRY_POINT)
 REST = "rest: Flask, functions-framework, the handler's own code"
 
 
@@ -101,7 +102,7 @@ def profile_path(
         tempfile.TemporaryFile("w") as log,
         contextlib.redirect_stdout(log),
     ):
-        app = create_app("processEntry", str(source))
+        app = create_app(ENTRY_POINT, str(source))
         client = app.test_client()
         # First request creates the Firestore client and channel: keep it out of timing.
         warm, plain = plain[:5], plain[5:]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.args import CallbackBridgeArgs
+from infra.function_contract import ENTRY_POINT
 from local.receiver import ReceiverError, ReceiverServer
 
 HOST = "127.0.0.1"  # load never leaves loopback
@@ -47,7 +48,7 @@ def serve_function(
     source: Path,
     env: Mapping[str, str],
     settings: ServerSettings,
-    target: str = "processEntry",
+    target: str = ENTRY_POINT,
     startup_timeout_s: float = 60.0,
 ) -> Iterator[RunningServer]:
     """Run ``source``'s ``target`` under functions-framework until the block exits."""

@@ -12,11 +12,11 @@ import functions_framework
 import pytest
 from flask.testing import FlaskClient
 
-from infra import contract as infra_contract
-from local.receiver import ENTRY_POINT, FUNCTION_SOURCE
+from infra.function_contract import DEFAULT_COLLECTION, ENTRY_POINT
+from local.receiver import FUNCTION_SOURCE
 from local.registration import KEY_FIELD, Registration, rfc3339
 
-COLLECTION = infra_contract.DEFAULT_COLLECTION
+COLLECTION = DEFAULT_COLLECTION
 
 
 def _callback_url(run_id: str | None = "run-1", step: str | None = "approve", **params: Any) -> str:

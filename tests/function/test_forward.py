@@ -7,7 +7,6 @@ execution has finished", and never changes the caller's answer.
 
 from __future__ import annotations
 
-import importlib
 import json
 import threading
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from local.receiver import FUNCTION_SOURCE
+from infra.function_modules import function_module
 
 PROJECT = "demo-workflow-callbacks"  # tests/conftest.py's TEST_PROJECT
 REGION = "local1"
@@ -72,9 +71,8 @@ def endpoint() -> Iterator[Endpoint]:
 
 
 @pytest.fixture
-def forward_module(monkeypatch):
-    monkeypatch.syspath_prepend(str(FUNCTION_SOURCE.parent))
-    return importlib.import_module("callback_forward")
+def forward_module():
+    return function_module("callback_forward")
 
 
 @pytest.fixture

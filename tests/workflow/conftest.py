@@ -16,7 +16,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
-from infra.contract import DEFAULT_COLLECTION
+from infra.function_contract import DEFAULT_COLLECTION
 from infra.workflow_env import WaitSettings
 from local.callback_api import CallbackApi
 from local.firestore_rest_bridge import FirestoreRestBridge

@@ -112,7 +112,7 @@ def receiver_entries(receiver, execution_id: str) -> list[dict]:
 def test_a_url_from_get_callback_url_is_stored_and_forwarded_with_one_firestore_call(
     push_settings, receiver, callbacks
 ):
-    """The workflow computes the key and reg as the receiver expects (registration.py).
+    """The workflow computes the key and reg as the receiver expects (registration_layout.py).
 
     Were they different, the one Commit would fail and the receiver would
     read: still stored, but with 3 Firestore calls.
