@@ -63,7 +63,7 @@ def test_the_pulumi_program_takes_its_defaults_from_the_contract() -> None:
 
 def test_the_receiver_takes_its_patterns_and_defaults_from_the_contract() -> None:
     request = function_module("callback_request")
-    config = function_module("main").Settings()
+    config = function_module("receiver_config").ReceiverConfig()
 
     assert request.RUN_ID_PATTERN.pattern == CONTRACT["RUN_ID_PATTERN"]
     assert request.STEP_PATTERN.pattern == CONTRACT["STEP_PATTERN"]

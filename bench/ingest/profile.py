@@ -46,8 +46,8 @@ PARTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
     ("parse request + build payload", "callback_request.py", ("parse_callback",)),
     ("read body", "callback_request.py", ("read_body",)),
-    ("JSON answer", "main.py", ("_json",)),
-    ("JSON log line", "main.py", ("_log",)),
+    ("JSON answer", "replies.py", ("json_response",)),
+    ("JSON log line", "request_log.py", ("write_line",)),
 )
 _ENTRY = ("main.py", ENTRY_POINT)
 REST = "rest: Flask, functions-framework, the handler's own code"

@@ -1,0 +1,118 @@
+"""The steps both paths (machine and page) take with a callback, each written once.
+
+Check the method and ids, read the body, store, forward: a limit, a decoding
+rule or a status cannot differ between the two paths, because neither has
+its own copy.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import flask
+
+import callback_store
+from callback_body import BodyError, DecodedTooLarge, UnsupportedEncoding, decode_content
+from callback_forward import Forwarder
+from callback_request import BadRequest, BodyTooLarge, Callback, CallbackIds, parse_ids, read_body
+from receiver_config import Runtime
+from replies import Audience, Reply
+
+# The waiting workflow must hold the payload: Workflows caps an execution's
+# variables at 512 KB in total and a string at about 256 KB, and
+# waitForResponse holds the payload string and its decoded copy at once. A
+# callback answered 200 that the workflow then cannot hold is a lost callback,
+# so refuse it here instead (well under Firestore's 1 MiB document limit too).
+MAX_STORED_PAYLOAD_BYTES = 150_000
+
+
+def checked_ids(request: flask.Request, audience: Audience, log: dict[str, Any]) -> CallbackIds:
+    """The method and the ids, checked before anything is read."""
+    if request.method not in audience.methods:
+        raise Reply(
+            405, f"method {request.method} is not allowed", "method_not_allowed", body_unread=True
+        )
+    try:
+        ids = parse_ids(request.args)
+    except BadRequest as error:
+        raise Reply(400, str(error), "bad_request", body_unread=True) from None
+    log["runID"], log["step"] = ids.run_id, ids.step
+    return ids
+
+
+def decoded_body(request: flask.Request, limit: int) -> bytes:
+    """The body with its Content-Encoding undone, at most ``limit`` bytes either way.
+
+    A declared length over the limit is refused before a byte is read, and a
+    chunked body after limit + 1 bytes; both answers then close the
+    connection without reading the rest.
+    """
+    try:
+        sent = read_body(request, limit)
+        return decode_content(request.headers.get("Content-Encoding"), sent, limit)
+    except BodyTooLarge:
+        message = f"the body is larger than {limit} bytes"
+        raise Reply(413, message, "too_large", body_unread=True) from None
+    except DecodedTooLarge:
+        message = f"the body is larger than {limit} bytes once decoded"
+        raise Reply(413, message, "too_large") from None
+    except UnsupportedEncoding as error:
+        raise Reply(415, str(error), "unsupported_encoding") from None
+    except BodyError as error:
+        raise Reply(400, str(error), "bad_request") from None
+
+
+def store(
+    callback: Callback,
+    runtime: Runtime,
+    now: datetime,
+    page_choices: callback_store.PageChoices | None = None,
+) -> callback_store.Recorded:
+    """Record the callback (callback_store.record), or a Reply saying why not."""
+    # allow_nan=False: never store NaN or Infinity, which the workflow's
+    # json.decode rejects (the body parser already refuses them).
+    payload_json = json.dumps(
+        callback.payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    )
+    if len(payload_json.encode("utf-8")) > MAX_STORED_PAYLOAD_BYTES:
+        message = (
+            f"the callback is too large for a workflow to hold "
+            f"(its payload is over {MAX_STORED_PAYLOAD_BYTES} bytes)"
+        )
+        raise Reply(413, message, "too_large")
+    config = runtime.config
+    try:
+        # Through the module, not a name imported from it: tests replace
+        # callback_store.record and callback_store.decide.
+        return callback_store.record(
+            runtime.client,
+            config.collection,
+            callback,
+            payload_json,
+            now,
+            config.allow_unregistered,
+            timedelta(seconds=config.ttl_seconds),
+            page_choices=page_choices,
+        )
+    except Exception as error:
+        if callback_store.is_transient(error):
+            message = "the callback store is unavailable, retry later"
+            raise Reply(503, message, "unavailable") from error
+        raise
+
+
+def forward(
+    recorded: callback_store.Recorded,
+    callback: Callback,
+    forwarder: Forwarder,
+    log: dict[str, Any],
+) -> None:
+    """Push the callback to the waiting execution, if its registration asked for push."""
+    if recorded.forward_url:
+        # Stored first, so the caller's 200 stands whatever the forward does:
+        # a failed forward is found in Firestore at the end of the wait's slice.
+        ids_fields = {"runID": callback.ids.run_id, "step": callback.ids.step}
+        result = forwarder.forward(recorded.forward_url, {**callback.payload, **ids_fields})
+        log.update(result.log_fields())

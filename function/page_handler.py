@@ -1,0 +1,147 @@
+"""The page for people (``view=page``): GET/HEAD render it, POST records the choice.
+
+approval_page.py renders; this module decides what to render, and records
+an answer through the same steps as a machine callback (callback_intake).
+docs/protocol.md, "The page for people".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import flask
+
+import callback_intake
+import callback_store
+from approval_page import (
+    MAX_COMMENT_CHARS,
+    Form,
+    FormError,
+    answered_message,
+    form_page,
+    html_response,
+    message_page,
+)
+from callback_body import LONE_SURROGATE, BodyError, strict_text
+from callback_request import BadRequest, CallbackIds, parse_callback
+from callback_store import Outcome
+from receiver_config import Runtime
+from replies import Reply
+
+EXPIRED = "This link has expired or is unknown."
+
+
+def answer_page(
+    request: flask.Request, ids: CallbackIds, runtime: Runtime, log: dict[str, Any]
+) -> tuple[str, int, flask.Response]:
+    """(outcome, status, page) for a request whose method and ids are checked."""
+    # Read on every method, bounded, so no body is left for functions-framework
+    # to drain unbounded after the page is sent.
+    body = callback_intake.decoded_body(request, runtime.config.max_body_bytes)
+    if request.method == "POST":
+        return _record_answer(request, ids, runtime, body, log)
+    # Relative: behind Cloud Run's TLS proxy the app may see http://, and
+    # an absolute http action on an https page would be blocked.
+    action = "?" + request.query_string.decode("latin-1")
+    outcome, status, page = _show_page(runtime, ids, request.args.get("token"), action)
+    return outcome, status, html_response(page, status, head_only=request.method == "HEAD")
+
+
+def _record_answer(
+    request: flask.Request,
+    ids: CallbackIds,
+    runtime: Runtime,
+    body: bytes,
+    log: dict[str, Any],
+) -> tuple[str, int, flask.Response]:
+    now = datetime.now(UTC)
+    fields = _answer_fields(body)
+    choice = fields.get("choice", "")
+    if len(fields.get("comment", "")) > MAX_COMMENT_CHARS:
+        message = f"the comment is longer than {MAX_COMMENT_CHARS} characters"
+        raise Reply(400, message, "bad_request")
+    try:
+        callback = parse_callback(request, ids, body, now, value=choice)
+    except (BadRequest, BodyError) as error:
+        raise Reply(400, str(error), "bad_request") from None
+    recorded = callback_intake.store(callback, runtime, now, page_choices=_offered_choices)
+    outcome = recorded.outcome
+    log["firestoreCalls"] = recorded.firestore_calls
+    form = _form_of(recorded.stored)
+    if outcome in (Outcome.STORED, Outcome.DUPLICATE) and form is not None:
+        callback_intake.forward(recorded, callback, runtime.forwarder, log)
+        label = form.label_of(choice) or choice
+        page = message_page(form.title, f"Thank you. Your answer was recorded: {label}.")
+        return outcome.value, 200, html_response(page)
+    if outcome is Outcome.INVALID_CHOICE and form is not None:
+        page = message_page(form.title, "That is not one of the choices on this page.")
+        return outcome.value, 400, html_response(page, 400)
+    if outcome is Outcome.CONFLICT and form is not None:
+        stored = recorded.stored or {}
+        label = form.label_of(stored.get("value")) or str(stored.get("value"))
+        page = message_page(form.title, answered_message(label, stored.get("receivedAt")))
+        return outcome.value, 409, html_response(page, 409)
+    return outcome.value, 404, html_response(message_page("Unknown link", EXPIRED), 404)
+
+
+def _answer_fields(body: bytes) -> dict[str, str]:
+    """The page's form fields; the page is UTF-8, so its form is too, or it is refused."""
+    text = strict_text(body, "utf-8")
+    try:
+        pairs = parse_qsl(text or "", keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        pairs = None
+    if text is None or pairs is None or any(LONE_SURROGATE.search(k + v) for k, v in pairs):
+        raise Reply(400, "the answer is not valid UTF-8 text", "bad_request")
+    return dict(pairs)
+
+
+def _show_page(
+    runtime: Runtime, ids: CallbackIds, token: str | None, action: str
+) -> tuple[str, int, str]:
+    """(outcome, status, page) for a GET: read only, never written."""
+    collection = runtime.client.collection(runtime.config.collection)
+    snapshot = callback_store.read(collection.document(ids.document_id))
+    stored = snapshot.to_dict() if snapshot.exists else None
+    if stored is not None and callback_store.token_matches(stored.get("token"), token):
+        form = _form_of(stored)
+        if form is not None and stored.get("state") == callback_store.WAITING:
+            return "page", 200, form_page(form, action)
+        if form is not None and stored.get("state") == callback_store.RECEIVED:
+            label = form.label_of(stored.get("value")) or str(stored.get("value"))
+            message = answered_message(label, stored.get("receivedAt"))
+            return "page_answered", 200, message_page(form.title, message)
+    if stored is None:
+        # Consumed by the workflow (or expired): the answer record says which.
+        answer = callback_store.read(
+            collection.document(ids.document_id + callback_store.ANSWER_SUFFIX)
+        )
+        record = answer.to_dict() if answer.exists else None
+        if record is not None and callback_store.token_matches(
+            record.get("tokenHash"), callback_store.token_hash(token)
+        ):
+            form = _form_of(record)
+            title = form.title if form else "Already answered"
+            value = record.get("value")
+            shown = (form.label_of(value) if form else None) or str(value)
+            message = answered_message(shown, record.get("answeredAt"))
+            return "page_answered", 200, message_page(title, message)
+    return "page_unknown", 404, message_page("Unknown link", EXPIRED)
+
+
+def _form_of(stored: Mapping[str, Any] | None) -> Form | None:
+    text = (stored or {}).get(callback_store.FORM_FIELD)
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return Form.from_json(text)
+    except FormError:
+        return None
+
+
+def _offered_choices(stored: Mapping[str, Any]) -> tuple[str, ...] | None:
+    form = _form_of(stored)
+    return None if form is None else tuple(choice.value for choice in form.choices)
