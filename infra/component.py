@@ -335,7 +335,7 @@ class CallbackBridge(pulumi.ComponentResource):
             opts=self._child(*self._apis("iam")),
         )
 
-    def _grants(self, identities: _Identities, data: _Data) -> list[pulumi.Resource]:
+    def _grants(self, identities: _Identities, data: _Data) -> list[pulumi.CustomResource]:
         """Least privilege: custom roles of exactly the calls made, Firestore on this database.
 
         The project-level grants; the build's other two are on the source
@@ -744,11 +744,11 @@ class CallbackBridge(pulumi.ComponentResource):
             for api in APIS
         }
 
-    def _iam_propagation(self, grants: list[pulumi.Resource]) -> list[pulumi.Resource]:
+    def _iam_propagation(self, grants: list[pulumi.CustomResource]) -> list[pulumi.Resource]:
         """What to depend on for ``grants`` to be in effect: a wait after them, or them."""
         seconds = self._args.iam_propagation_seconds
         if seconds == 0:
-            return grants
+            return list(grants)
         return [
             Sleep(
                 f"{self._name}-iam-propagation",
@@ -780,7 +780,7 @@ class CallbackBridge(pulumi.ComponentResource):
         self,
         suffix: str,
         account: gcp.serviceaccount.Account,
-        role: str,
+        role: pulumi.Input[str],
         condition: gcp.projects.IAMMemberConditionArgs | None = None,
     ) -> gcp.projects.IAMMember:
         return gcp.projects.IAMMember(

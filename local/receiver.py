@@ -95,6 +95,7 @@ class ReceiverServer:
             "--port",
             str(self.port),
         ]
+        output: IO[bytes]
         if self.log_path:
             output = open(self.log_path, "ab")  # noqa: SIM115 (closed below)
             self._log_start = output.seek(0, os.SEEK_END)
