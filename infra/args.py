@@ -26,10 +26,6 @@ DEFAULT_FUNCTION_SOURCE_DIR = REPO_ROOT / "function"
 DEFAULT_EXAMPLE_WORKFLOW = REPO_ROOT / "workflow" / "example.yaml"
 CALLBACKS_WORKFLOW = REPO_ROOT / "workflow" / "callbacks.yaml"
 
-# The subworkflows workflow/callbacks.yaml defines; a user workflow that
-# defines them too would be ambiguous once the two sources are joined.
-CALLBACK_SUBWORKFLOWS = ("getCallbackURL", "waitForResponse")
-
 CALL_LOG_LEVELS = ("CALL_LOG_LEVEL_UNSPECIFIED", "LOG_ALL_CALLS", "LOG_ERRORS_ONLY", "LOG_NONE")
 DELETION_POLICIES = ("DELETE", "ABANDON", "PREVENT")
 # Workflows rejects a source over 128 KB.
