@@ -34,13 +34,8 @@ class VirtualClock:
         self._queue: list[_Scheduled] = []
         self._order = itertools.count()
         self._lock = threading.Lock()
-        self.sleeps = 0
         # (virtual offset, length of the sleep it fell in) for every action run.
         self.fired: list[tuple[float, float]] = []
-
-    @property
-    def start(self) -> float:
-        return self._start
 
     @property
     def elapsed(self) -> float:
@@ -60,7 +55,6 @@ class VirtualClock:
     def sleep(self, seconds: float) -> None:
         if seconds < 0:
             raise ValueError(f"cannot sleep a negative time: {seconds}")
-        self.sleeps += 1
         target = self._now + seconds
         # Run what falls due inside this sleep at its own virtual time, in order, so the
         # action sees (and can record) the moment it happened.

@@ -81,8 +81,12 @@ def candidates(cases: Sequence[WaitCase]) -> str:
         by_arrival = _cases_of(cases, schedule)
         cells = []
         for a in arrivals:
-            c = by_arrival.get(a)
-            cells.append(f"{c.steps} / {_s(c.delay)} ({_s(c.interval_at_arrival)})" if c else "n/a")
+            case = by_arrival.get(a)
+            cells.append(
+                f"{case.steps} / {_s(case.delay)} ({_s(case.interval_at_arrival)})"
+                if case
+                else "n/a"
+            )
         lines.append(f"| {schedule.label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -72,23 +72,18 @@ class WaitConfig:
     # Longer than the longest arrival, so a late callback measures polling, not the
     # timeout (WaitSettings' shipped timeout is exactly 24 h).
     timeout_s: float = 2 * DAY
-    # Also run T = 0 (the callback is there before the first read): the fewest steps
-    # the subworkflows can take.
-    include_floor: bool = True
     # Push delivery's slice: the longest await before one more Firestore read.
     push_slice_s: int = _SHIPPED.push_slice_seconds
 
 
-@dataclass
-class PushCase:
-    """One execution with push delivery: the callback arrives at T, forwarded by the receiver."""
+@dataclass(kw_only=True)
+class Execution:
+    """One execution of driver.yaml: the callback arrives at T (virtual seconds)."""
 
     arrival: float
     steps: int = 0
     reads: int = 0
     writes: int = 0
-    awaits: int = 0
-    forwarded: int = 0
     resume_at: float = math.nan
     delivery_status: int | None = None
     real_seconds: float = 0.0
@@ -97,57 +92,84 @@ class PushCase:
     @property
     def delay(self) -> float:
         return self.resume_at - self.arrival
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(kw_only=True)
+class PushCase(Execution):
+    """With push delivery: the receiver forwards the callback to the execution."""
+
+    awaits: int = 0
+    forwarded: int = 0
 
     @property
     def external_steps(self) -> int:
         """Billed as external steps: each events.await_callback, however long it waits."""
         return self.awaits
 
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
+@dataclass(kw_only=True)
+class WaitCase(Execution):
+    """With polling on ``schedule``, checked against the schedule model."""
 
-@dataclass
-class WaitCase:
     schedule: Schedule
-    arrival: float
     expected: Expected
-    steps: int = 0
-    reads: int = 0
-    writes: int = 0
-    resume_at: float = math.nan
     interval_at_arrival: float = 0.0
-    delivery_status: int | None = None
-    real_seconds: float = 0.0
-    error: dict[str, Any] | None = None
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def delay(self) -> float:
-        return self.resume_at - self.arrival
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 def _dedupe(schedules: tuple[Schedule, ...]) -> list[Schedule]:
     """Drop a candidate equal to an earlier schedule (say, the shipped defaults)."""
-    seen: set[tuple[float, float, float]] = set()
-    kept = []
+    kept: dict[tuple[float, float, float], Schedule] = {}
     for s in schedules:
-        key = (s.initial, s.multiplier, s.cap)
-        if key not in seen:
-            seen.add(key)
-            kept.append(s)
-    return kept
+        kept.setdefault((s.initial, s.multiplier, s.cap), s)
+    return list(kept.values())
 
 
 def _deliver(url: str, value: str, body: dict[str, Any]) -> int:
     # What the external system does with the URL: call it with its answer.
     response = requests.post(url, params={"value": value}, json=body, timeout=30)
     return response.status_code
+
+
+def _execute(
+    case: Execution, settings: RunSettings, workflow: dict[str, Any]
+) -> tuple[RunResult, VirtualClock]:
+    """Run the workflow on a virtual clock, POST the callback at T, check it came back intact."""
+    clock = VirtualClock()
+    value = f"answer at {case.arrival:g} s ü&x=1"
+    body = {"approved": True, "arrival": case.arrival}
+
+    def on_url(url: str) -> None:
+        def send() -> None:
+            case.delivery_status = _deliver(url, value, body)
+
+        if case.arrival <= 0:
+            send()  # already there when waitForResponse first reads
+        else:
+            clock.at(case.arrival, send)
+
+    started = time.perf_counter()
+    run = run_workflow(
+        workflow, {"step": f"bench-{uuid.uuid4().hex[:8]}"}, settings=settings, clock=clock,
+        on_callback_url=on_url,
+    )  # fmt: skip
+    case.real_seconds = time.perf_counter() - started
+    case.steps = run.steps
+    case.reads = run.connector_calls.get("get", 0)
+    case.writes = sum(n for method, n in run.connector_calls.items() if method != "get")
+    case.resume_at = clock.elapsed
+    if not run.succeeded:
+        case.problems.append(f"workflow failed: {run.error}")
+        return run, clock
+    if case.delivery_status != 200:
+        case.problems.append(f"callback answered {case.delivery_status}, not 200")
+    result = run.result if isinstance(run.result, dict) else {}
+    if result.get("value") != value or result.get("body") != body:
+        case.problems.append(f"payload came back changed: {result!r}")
+    return run, clock
 
 
 def run_case(
@@ -157,24 +179,8 @@ def run_case(
     base: RunSettings,
     workflow: dict[str, Any],
 ) -> WaitCase:
-    case = WaitCase(schedule, arrival, expected(schedule, arrival, config.timeout_s))
-    clock = VirtualClock()
-    step = f"bench-{uuid.uuid4().hex[:8]}"
-    value = f"answer at {arrival:g} s ü&x=1"
-    body = {"approved": True, "arrival": arrival}
-
-    def send() -> None:
-        case.delivery_status = _deliver(urls[0], value, body)
-
-    urls: list[str] = []
-
-    def on_url(url: str) -> None:
-        urls.append(url)
-        if arrival <= 0:
-            send()  # already there when waitForResponse first reads
-        else:
-            clock.at(arrival, send)
-
+    exp = expected(schedule, arrival, config.timeout_s)
+    case = WaitCase(schedule=schedule, arrival=arrival, expected=exp)
     settings = dataclasses.replace(
         base,
         wait=WaitSettings(
@@ -186,19 +192,26 @@ def run_case(
             delivery="poll",
         ),
     )
-    started = time.perf_counter()
-    run: RunResult = run_workflow(
-        workflow, {"step": step}, settings=settings, clock=clock, on_callback_url=on_url
-    )
-    case.real_seconds = time.perf_counter() - started
-    case.steps = run.steps
-    case.reads = run.connector_calls.get("get", 0)
-    case.writes = sum(n for method, n in run.connector_calls.items() if method != "get")
-    case.resume_at = clock.elapsed
-    case.error = run.error
+    run, clock = _execute(case, settings, workflow)
     if clock.fired:
         case.interval_at_arrival = clock.fired[0][1]
-    _check(case, run, value, body)
+    if not run.succeeded:
+        return case
+    problems = case.problems
+    if case.reads != exp.reads:
+        problems.append(f"{case.reads} reads, the schedule says {exp.reads}")
+    if not math.isclose(case.resume_at, exp.resume_at, abs_tol=1e-6):
+        problems.append(f"resumed at {case.resume_at:g} s, the schedule says {exp.resume_at:g} s")
+    # The delay can never exceed the interval the callback fell into (nor the cap).
+    if case.delay < -1e-6 or case.delay > max(case.interval_at_arrival, 0.0) + 1e-6:
+        problems.append(f"delay {case.delay:g} s outside [0, {case.interval_at_arrival:g}] s")
+    if arrival > 0 and not math.isclose(
+        case.interval_at_arrival, exp.interval_at_arrival, abs_tol=1e-6
+    ):
+        problems.append(
+            f"arrived during a {case.interval_at_arrival:g} s sleep, "
+            f"the schedule says {exp.interval_at_arrival:g} s"
+        )
     return case
 
 
@@ -206,19 +219,7 @@ def run_push_case(
     arrival: float, config: WaitConfig, base: RunSettings, workflow: dict[str, Any]
 ) -> PushCase:
     """driver.yaml with push delivery; the callback is POSTed when virtual time passes T."""
-    case = PushCase(arrival)
-    clock = VirtualClock()
-    value, body = f"push at {arrival:g} s", {"approved": True, "arrival": arrival}
-
-    def on_url(url: str) -> None:
-        def send() -> None:
-            case.delivery_status = _deliver(url, value, body)
-
-        if arrival <= 0:
-            send()
-        else:
-            clock.at(arrival, send)
-
+    case = PushCase(arrival=arrival)
     settings = dataclasses.replace(
         base,
         wait=WaitSettings(
@@ -228,37 +229,21 @@ def run_push_case(
             push_slice_seconds=config.push_slice_s,
         ),
     )
-    started = time.perf_counter()
-    run = run_workflow(
-        workflow, {"step": f"push-{uuid.uuid4().hex[:8]}"}, settings=settings, clock=clock,
-        on_callback_url=on_url,
-    )  # fmt: skip
-    case.real_seconds = time.perf_counter() - started
-    case.steps = run.steps
-    case.reads = run.connector_calls.get("get", 0)
-    case.writes = sum(n for method, n in run.connector_calls.items() if method != "get")
+    run, _clock = _execute(case, settings, workflow)
     case.awaits = run.callback_events["await_callback"]
     case.forwarded = run.callback_events["forwarded"]
-    case.resume_at = clock.elapsed
-    problems = case.problems
     if not run.succeeded:
-        problems.append(f"workflow failed: {run.error}")
         return case
-    if case.delivery_status != 200:
-        problems.append(f"callback answered {case.delivery_status}, not 200")
-    result = run.result if isinstance(run.result, dict) else {}
-    if result.get("value") != value or result.get("body") != body:
-        problems.append(f"payload came back changed: {result!r}")
     # Resumed the moment it arrived; one read, plus one per slice that ended before.
     if not math.isclose(case.delay, 0.0, abs_tol=1e-6):
-        problems.append(f"resumed {case.delay:g} s after the callback arrived")
+        case.problems.append(f"resumed {case.delay:g} s after the callback arrived")
     expected_reads = max(1, math.ceil(arrival / config.push_slice_s))
     if case.reads != expected_reads:
-        problems.append(
+        case.problems.append(
             f"{case.reads} reads, {expected_reads} expected (slices of {config.push_slice_s} s)"
         )
     if arrival > 0 and case.forwarded != 1:
-        problems.append("the callback did not come by push")
+        case.problems.append("the callback did not come by push")
     return case
 
 
@@ -282,33 +267,6 @@ def run_real_time_push(base: RunSettings, workflow: dict[str, Any], after_s: flo
     return returned - answered[0]
 
 
-def _check(case: WaitCase, run: RunResult, value: str, body: dict[str, Any]) -> None:
-    problems = case.problems
-    if not run.succeeded:
-        problems.append(f"workflow failed: {run.error}")
-        return
-    if case.delivery_status != 200:
-        problems.append(f"callback answered {case.delivery_status}, not 200")
-    result = run.result if isinstance(run.result, dict) else {}
-    if result.get("value") != value or result.get("body") != body:
-        problems.append(f"payload came back changed: {result!r}")
-    exp = case.expected
-    if case.reads != exp.reads:
-        problems.append(f"{case.reads} reads, the schedule says {exp.reads}")
-    if not math.isclose(case.resume_at, exp.resume_at, abs_tol=1e-6):
-        problems.append(f"resumed at {case.resume_at:g} s, the schedule says {exp.resume_at:g} s")
-    # The delay can never exceed the interval the callback fell into (nor the cap).
-    if case.delay < -1e-6 or case.delay > max(case.interval_at_arrival, 0.0) + 1e-6:
-        problems.append(f"delay {case.delay:g} s outside [0, {case.interval_at_arrival:g}] s")
-    if case.arrival > 0 and not math.isclose(
-        case.interval_at_arrival, exp.interval_at_arrival, abs_tol=1e-6
-    ):
-        problems.append(
-            f"arrived during a {case.interval_at_arrival:g} s sleep, "
-            f"the schedule says {exp.interval_at_arrival:g} s"
-        )
-
-
 @contextmanager
 def _stack() -> Iterator[RunSettings]:
     # A collection of its own per harness run: the emulator may be shared.
@@ -330,7 +288,7 @@ class WaitResults:
 
 
 def run_wait(config: WaitConfig, log: Callable[[str], None] = print) -> WaitResults:
-    """Every schedule at every arrival time (plus T = 0 if configured), polling and push."""
+    """Every schedule at every arrival time and at T = 0, polling and push."""
     # workflows-emulator logs every caught error with the whole context at
     # ERROR, and each push slice that ends is one; the harness checks and
     # reports what matters itself.
@@ -345,7 +303,9 @@ def run_wait(config: WaitConfig, log: Callable[[str], None] = print) -> WaitResu
 
 def _run_wait(config: WaitConfig, log: Callable[[str], None]) -> WaitResults:
     workflow = yaml.safe_load(DRIVER.read_text())
-    arrivals = ((0.0,) if config.include_floor else ()) + tuple(config.arrivals)
+    # T = 0 too (the callback is there before the first read): the fewest steps
+    # the subworkflows can take.
+    arrivals = (0.0, *config.arrivals)
     cases = []
     pushes = []
     with _stack() as base:
