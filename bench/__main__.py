@@ -18,15 +18,15 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from bench import scale
 from bench.cli import non_negative_int
 from bench.ingest.__main__ import add_arguments as add_ingest_arguments
 from bench.ingest.__main__ import config_from as ingest_config_from
-from bench.ingest.report import ingest_section
-from bench.ingest.run import IngestConfig, run_ingest, run_profiles
-from bench.ingest.side_by_side import SideBySideConfig, run_side_by_side, side_by_side_section
+from bench.ingest.harness import DEFAULTS, IngestConfig, run_ingest
+from bench.ingest.report import ingest_report
 from bench.machine import facts_markdown
 from bench.stack import emulator
 from bench.wait.__main__ import add_arguments as add_wait_arguments
@@ -62,49 +62,40 @@ class Progress:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.write and (args.skip_ingest or args.skip_wait or args.side_by_side_rounds == 0):
-        parser.error(
-            "--write replaces the tracked bench/RESULTS.md and docs/scale.md: it needs a "
-            "full run (no --skip-ingest, --skip-wait or --side-by-side-rounds 0)"
-        )
-    # Both configurations before anything starts: a bad combination fails at once.
-    config = None if args.skip_ingest else ingest_config_from(args)
-    wait_config = None if args.skip_wait else wait_config_from(args)
-    side = (
-        SideBySideConfig(rounds=args.side_by_side_rounds)
-        if config is not None and args.side_by_side_rounds > 0
-        else None
+    partial = (
+        args.skip_ingest
+        or args.skip_wait
+        or 0 in (args.side_by_side_rounds, args.profile_callbacks)
     )
+    if args.write and partial:
+        parser.error(
+            "--write replaces the tracked bench/RESULTS.md and docs/scale.md: it needs a full "
+            "run (no --skip-ingest, --skip-wait, --side-by-side-rounds 0 or --profile-callbacks 0)"
+        )
+    # Every configuration before anything starts: a bad combination fails at once.
+    ingest = [] if args.skip_ingest else _ingest_configs(args)
+    wait_config = None if args.skip_wait else wait_config_from(args)
     results_path, scale_path = _destinations(args)
     command = "python -m bench" + "".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:]))
-    progress = Progress(_stages(config, wait_config, side))
+    progress = Progress(_stages(ingest, wait_config))
     progress.log(f"{len(progress.stages)} stages; the report goes to {_shown(results_path)}")
 
     sections: list[str] = []
     ok = True
     facts = facts_markdown()  # before the load, so the load average is the machine's own
-    with emulator() as (host, pid):
-        if config is not None:
+    with emulator():  # one emulator for all but the side-by-side rounds, which start their own
+        runs = []
+        for config in ingest:
             progress.next_stage()
-            results = run_ingest(config, host, pid, log=progress.log)
-            ok &= all(r.ok for r in results)
-            profiles = []
-            if config.profile_callbacks:
-                progress.next_stage()
-                profiles = run_profiles(config, host, pid, log=progress.log)
-            ok &= all(set(p.statuses) == {200} for p in profiles)
-            sections.append(ingest_section(config, results, profiles))
+            runs.append(run_ingest(config, log=progress.log))
+            ok &= runs[-1].ok
+        if runs:
+            sections.append(ingest_report(runs))
         if wait_config is not None:
             progress.next_stage()
             wait_results = run_wait(wait_config, log=progress.log)
             ok &= wait_results.ok
             sections.append(wait_section(wait_config, wait_results))
-    if side is not None:
-        # Outside the shared emulator: each round starts its own.
-        progress.next_stage()
-        best, _rounds = run_side_by_side(side, log=progress.log)
-        ok &= all(b.ok for b in best)
-        sections.insert(1, side_by_side_section(side, best))  # right after ingest
     elapsed = progress.elapsed
 
     report = "\n\n".join(
@@ -148,8 +139,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--side-by-side-rounds",
         type=non_negative_int,
-        default=SideBySideConfig().rounds,
+        default=DEFAULTS["side-by-side"].rounds,
         help="rounds of the side-by-side ingest comparison, each on a fresh emulator (0: skip)",
+    )
+    parser.add_argument(
+        "--profile-callbacks",
+        type=non_negative_int,
+        default=DEFAULTS["profile"].callbacks,
+        help="callbacks per scenario for the one-at-a-time cost breakdown (0: skip it)",
     )
     add_ingest_arguments(parser)
     add_wait_arguments(parser)
@@ -164,24 +161,33 @@ def _destinations(args: argparse.Namespace) -> tuple[Path, Path]:
     return results, results.with_name("scale.md")
 
 
-def _stages(
-    ingest: IngestConfig | None, wait: WaitConfig | None, side: SideBySideConfig | None
-) -> list[str]:
-    stages = []
-    if ingest is not None:
-        stages.append(
-            f"ingest under load ({ingest.callbacks} callbacks x {len(ingest.servers)} server "
-            f"shapes x {len(ingest.scenarios)} scenarios)"
-        )
-        if ingest.profile_callbacks:
-            stages.append(f"ingest cost breakdown ({ingest.profile_callbacks} callbacks each)")
+def _ingest_configs(args: argparse.Namespace) -> list[IngestConfig]:
+    """The ingest flags size the scenarios mode; the other two have a flag each (0: skip)."""
+    configs = [ingest_config_from("scenarios", args)]
+    if args.profile_callbacks:
+        profile = DEFAULTS["profile"]
+        chosen = configs[0].scenarios
+        configs.append(replace(profile, callbacks=args.profile_callbacks, scenarios=chosen))
+    if args.side_by_side_rounds:
+        configs.append(replace(DEFAULTS["side-by-side"], rounds=args.side_by_side_rounds))
+    return configs
+
+
+def _stages(ingest: list[IngestConfig], wait: WaitConfig | None) -> list[str]:
+    described = {
+        "scenarios": lambda c: (
+            f"ingest under load ({c.callbacks} callbacks x "
+            f"{len(c.servers)} server shapes x {len(c.scenarios)} scenarios)"
+        ),
+        "profile": lambda c: f"ingest cost breakdown ({c.callbacks} callbacks each)",
+        "side-by-side": lambda c: f"side-by-side ingest ({c.rounds} rounds, a fresh emulator each)",
+    }
+    stages = [described[config.mode](config) for config in ingest]
     if wait is not None:
         stages.append(
             f"waits in virtual time ({len(wait.arrivals)} arrivals x push and "
             f"{len(wait.schedules)} poll schedules)"
         )
-    if side is not None:
-        stages.append(f"side-by-side ingest ({side.rounds} rounds, a fresh emulator each)")
     return stages
 
 

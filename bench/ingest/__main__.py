@@ -1,76 +1,104 @@
-"""python -m bench.ingest: the receiver under load (prints a Markdown table).
+"""python -m bench.ingest: the receiver under load, or its cost per callback; prints Markdown.
 
-Exits non-zero if any callback was lost, duplicated or mangled, or answered 5xx.
+--mode scenarios (default): every scenario under load on every server shape;
+--mode side-by-side: ours against the seed, rounds on fresh emulators, best of each;
+--mode profile: where a callback's time goes, in this process, one at a time.
+
+Exits non-zero if any callback was lost, duplicated or mangled, or answered 5xx
+(profile: anything but 200).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
-from bench.cli import choices, non_negative_int, positive_float, positive_int, positive_ints
-from bench.ingest.report import ingest_section
-from bench.ingest.run import SCENARIOS, IngestConfig, run_ingest, run_profiles
+from bench.cli import choices, positive_float, positive_int, positive_ints
+from bench.ingest.harness import DEFAULTS, MODES, SCENARIOS, IngestConfig, run_ingest
+from bench.ingest.report import ingest_report
 from bench.ingest.server import ServerSettings
-from bench.stack import emulator
+
+# The flags each mode reads: giving another is a usage error, not silently ignored.
+_LOAD = {"callbacks", "clients", "threads", "workers", "phase_deadline"}
+FLAGS = {
+    "scenarios": _LOAD | {"scenarios"},
+    # No --scenarios: the comparison needs every scenario, the seed first of all.
+    "side-by-side": _LOAD | {"rounds"},
+    "profile": {"callbacks", "scenarios"},
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = IngestConfig()
-    parser.add_argument("--callbacks", type=positive_int, default=defaults.callbacks)
-    parser.add_argument("--clients", type=positive_int, default=defaults.clients)
+    """The flags that size a mode (python -m bench shares them); unset: the mode's default."""
+    scenario_keys = tuple(scenario.key for scenario in SCENARIOS)
+    parser.add_argument(
+        "--callbacks",
+        type=positive_int,
+        help="callbacks per scenario (default: "
+        + ", ".join(f"{mode} {config.callbacks}" for mode, config in DEFAULTS.items())
+        + ")",
+    )
+    parser.add_argument("--clients", type=positive_int, help="concurrent connections")
     parser.add_argument(
         "--threads",
         type=positive_ints,
-        default=tuple(s.threads for s in defaults.servers),
-        help="gunicorn THREADS per run, comma-separated: each runs every scenario",
+        help="gunicorn THREADS per server shape, comma-separated: each runs every scenario",
     )
-    parser.add_argument("--workers", type=positive_int, default=1, help="gunicorn WORKERS")
+    parser.add_argument("--workers", type=positive_int, help="gunicorn WORKERS (default 1)")
     parser.add_argument(
         "--phase-deadline",
         type=positive_float,
-        default=defaults.phase_deadline_s,
         help="seconds after which a phase stops sending (the run then fails)",
     )
-    scenario_keys = tuple(scenario.key for scenario in SCENARIOS)
     parser.add_argument(
         "--scenarios",
         type=choices(scenario_keys),
-        default=defaults.scenarios,
         help=f"comma-separated subset of {','.join(scenario_keys)}",
     )
-    parser.add_argument(
-        "--profile-callbacks",
-        type=non_negative_int,
-        default=500,
-        help="callbacks per scenario for the one-at-a-time cost breakdown (0: skip it)",
+
+
+def config_from(mode: str, args: argparse.Namespace) -> IngestConfig:
+    """``mode``'s defaults, with what the flags set."""
+    base = DEFAULTS[mode]
+    servers = base.servers
+    if args.threads or args.workers:
+        threads = args.threads or tuple(s.threads for s in base.servers)
+        servers = tuple(ServerSettings(workers=args.workers or 1, threads=t) for t in threads)
+    given = {
+        "callbacks": args.callbacks,
+        "clients": args.clients,
+        "phase_deadline_s": args.phase_deadline,
+        "scenarios": args.scenarios,
+        "rounds": getattr(args, "rounds", None),
+    }
+    return dataclasses.replace(
+        base, servers=servers, **{name: value for name, value in given.items() if value is not None}
     )
-
-
-def config_from(args: argparse.Namespace) -> IngestConfig:
-    return IngestConfig(
-        callbacks=args.callbacks,
-        clients=args.clients,
-        servers=tuple(ServerSettings(workers=args.workers, threads=t) for t in args.threads),
-        phase_deadline_s=args.phase_deadline,
-        scenarios=tuple(args.scenarios),
-        profile_callbacks=args.profile_callbacks,
-    )
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__)
+    parser.add_argument("--mode", choices=MODES, default="scenarios")
     add_arguments(parser)
-    config = config_from(parser.parse_args(argv))
-    with emulator() as (host, pid):
-        results = run_ingest(config, host, pid, log=_log)
-        profiles = run_profiles(config, host, pid, log=_log) if config.profile_callbacks else []
-    print(ingest_section(config, results, profiles))
-    return 0 if all(r.ok for r in results) else 1
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        help=f"side-by-side rounds (default {DEFAULTS['side-by-side'].rounds})",
+    )
+    args = parser.parse_args(argv)
+    ignored = [
+        f"--{name.replace('_', '-')}"
+        for name, value in vars(args).items()
+        if name != "mode" and value is not None and name not in FLAGS[args.mode]
+    ]
+    if ignored:
+        parser.error(f"{', '.join(ignored)}: not for --mode {args.mode}")
+    if args.mode == "side-by-side" and args.threads and len(args.threads) > 1:
+        parser.error("--threads: side-by-side compares on one server shape")
+    run = run_ingest(config_from(args.mode, args), log=lambda m: print(m, file=sys.stderr))
+    print(ingest_report([run]))
+    return 0 if run.ok else 1
 
 
 if __name__ == "__main__":

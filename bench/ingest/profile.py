@@ -1,9 +1,9 @@
-"""Where a callback's time goes: each receiver's code path, one request at a time.
+"""Where a callback's time goes: one receiver's code path, one request at a time.
 
-``python -m bench.ingest --profile`` runs every scenario's function in this process
-through functions-framework's Flask app (create_app + test client: the same Flask,
-framework and function code as under gunicorn, minus the HTTP server) against the
-same emulator, sequentially, so each callback's cost is not blurred by the others:
+The function runs in this process through functions-framework's Flask app
+(create_app + test client: the same Flask, framework and function code as under
+gunicorn, minus the HTTP server) against the emulator, sequentially, so each
+callback's cost is not blurred by the others:
 
 1. a plain pass measures wall time and CPU time (this process, all its threads,
    including gRPC's) per callback;
@@ -21,11 +21,11 @@ import cProfile
 import pstats
 import tempfile
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flask.testing import FlaskClient
 from functions_framework import create_app
 
 from bench.ingest.callbacks import Callback
@@ -49,8 +49,9 @@ PARTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("JSON answer", "replies.py", ("json_response",)),
     ("JSON log line", "request_log.py", ("write_line",)),
 )
-_ENTRY = ("main.py", ENTRY_POINT)
 REST = "rest: Flask, functions-framework, the handler's own code"
+# The first requests create the Firestore client and channel: kept out of timing.
+WARM_UP = 5
 
 
 @dataclass
@@ -59,20 +60,79 @@ class PathProfile:
 
     key: str
     label: str
-    callbacks: int
+    callbacks: int = 0
     wall_ms: float = 0.0
     cpu_ms: float = 0.0
     emulator_cpu_ms: float | None = None
-    statuses: dict[int, int] = field(default_factory=dict)
+    statuses: Counter[int] = field(default_factory=Counter)
     rpcs_per_callback: dict[str, float] = field(default_factory=dict)
     parts_ms: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def ok(self) -> bool:
+        return set(self.statuses) == {200}
 
-def _post(client: FlaskClient, callback: Callback) -> int:
-    response = client.post(
-        callback.target, data=callback.body_bytes, content_type="application/json"
+
+def profile_path(
+    key: str,
+    label: str,
+    source: Path,
+    env: Mapping[str, str],
+    callbacks: Sequence[Callback],
+    emulator_pid: int | None = None,
+) -> PathProfile:
+    """``source``'s entry point on ``callbacks``: WARM_UP, then a plain pass and a profiled one.
+
+    The two passes each take half of the rest, so no callback is sent twice.
+    """
+    half = (len(callbacks) - WARM_UP) // 2
+    warm, plain, profiled = (
+        callbacks[:WARM_UP],
+        callbacks[WARM_UP : WARM_UP + half],
+        callbacks[WARM_UP + half :],
     )
-    return response.status_code
+    result = PathProfile(key, label, len(plain))
+    # The function logs a JSON line per request to stdout: into a file, as under gunicorn.
+    with environment(env), tempfile.TemporaryFile("w") as log, contextlib.redirect_stdout(log):
+        client = create_app(ENTRY_POINT, str(source)).test_client()
+
+        def post(callback: Callback) -> int:
+            answer = client.post(
+                callback.target, data=callback.body_bytes, content_type="application/json"
+            )
+            return answer.status_code
+
+        for callback in warm:
+            post(callback)
+        emulator0 = tree_cpu_seconds(emulator_pid)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        result.statuses.update(post(callback) for callback in plain)
+        result.wall_ms = (time.perf_counter() - wall0) / len(plain) * 1000
+        result.cpu_ms = (time.process_time() - cpu0) / len(plain) * 1000
+        emulator1 = tree_cpu_seconds(emulator_pid)
+        if emulator0 is not None and emulator1 is not None:
+            result.emulator_cpu_ms = (emulator1 - emulator0) / len(plain) * 1000
+
+        profiler = cProfile.Profile()
+        profiler.runcall(lambda: [post(callback) for callback in profiled])
+    _split(result, pstats.Stats(profiler), len(profiled))
+    return result
+
+
+def _split(result: PathProfile, stats: pstats.Stats, profiled: int) -> None:
+    """Each part's share of the profiled requests, scaled to the plain pass's wall time."""
+    _calls, entry_seconds = _cumulative(stats, "main.py", (ENTRY_POINT,))
+    if entry_seconds <= 0:
+        return
+    scale = result.wall_ms / (entry_seconds / profiled * 1000)
+    for part, suffix, names in PARTS:
+        calls, seconds = _cumulative(stats, suffix, names)
+        if calls == 0:
+            continue
+        if part.startswith("Firestore"):
+            result.rpcs_per_callback[part.removeprefix("Firestore ")] = calls / profiled
+        result.parts_ms[part] = seconds / profiled * 1000 * scale
+    result.parts_ms[REST] = max(0.0, result.wall_ms - sum(result.parts_ms.values()))
 
 
 def _cumulative(stats: pstats.Stats, suffix: str, names: tuple[str, ...]) -> tuple[int, float]:
@@ -83,94 +143,3 @@ def _cumulative(stats: pstats.Stats, suffix: str, names: tuple[str, ...]) -> tup
             calls += row[1]
             seconds += row[3]
     return calls, seconds
-
-
-def profile_path(
-    key: str,
-    label: str,
-    source: Path,
-    env: Mapping[str, str],
-    plain: list[Callback],
-    profiled: list[Callback],
-    emulator_pid: int | None = None,
-) -> PathProfile:
-    """Measure ``source``'s processEntry on two disjoint lists of callbacks."""
-    result = PathProfile(key, label, len(plain))
-    # The function logs a JSON line per request to stdout: into a file, as under gunicorn.
-    with (
-        environment(env),
-        tempfile.TemporaryFile("w") as log,
-        contextlib.redirect_stdout(log),
-    ):
-        app = create_app(ENTRY_POINT, str(source))
-        client = app.test_client()
-        # First request creates the Firestore client and channel: keep it out of timing.
-        warm, plain = plain[:5], plain[5:]
-        for callback in warm:
-            _post(client, callback)
-        emulator0 = tree_cpu_seconds(emulator_pid)
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        for callback in plain:
-            status = _post(client, callback)
-            result.statuses[status] = result.statuses.get(status, 0) + 1
-        result.wall_ms = (time.perf_counter() - wall0) / len(plain) * 1000
-        result.cpu_ms = (time.process_time() - cpu0) / len(plain) * 1000
-        emulator1 = tree_cpu_seconds(emulator_pid)
-        if emulator0 is not None and emulator1 is not None:
-            result.emulator_cpu_ms = (emulator1 - emulator0) / len(plain) * 1000
-        result.callbacks = len(plain)
-
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for callback in profiled:
-            _post(client, callback)
-        profiler.disable()
-    stats = pstats.Stats(profiler)
-    _calls, entry_seconds = _cumulative(stats, _ENTRY[0], (_ENTRY[1],))
-    if entry_seconds <= 0:
-        return result
-    scale = result.wall_ms / (entry_seconds / len(profiled) * 1000)
-    accounted = 0.0
-    for part, suffix, names in PARTS:
-        calls, seconds = _cumulative(stats, suffix, names)
-        if calls == 0:
-            continue
-        if part.startswith("Firestore"):
-            result.rpcs_per_callback[part.removeprefix("Firestore ")] = calls / len(profiled)
-        ms = seconds / len(profiled) * 1000 * scale
-        result.parts_ms[part] = ms
-        accounted += ms
-    result.parts_ms[REST] = max(0.0, result.wall_ms - accounted)
-    return result
-
-
-def profile_table(profiles: list[PathProfile]) -> str:
-    """Rows: costs; columns: scenarios."""
-    header = "| per callback, one at a time | " + " | ".join(p.label for p in profiles) + " |"
-    lines = [header, "|---|" + "---:|" * len(profiles)]
-
-    def row(name: str, values: list[str]) -> None:
-        lines.append(f"| {name} | " + " | ".join(values) + " |")
-
-    row("wall ms", [f"{p.wall_ms:.2f}" for p in profiles])
-    row("CPU ms, receiver (Python process, all threads)", [f"{p.cpu_ms:.2f}" for p in profiles])
-    row(
-        "CPU ms, emulator (Node)",
-        [f"{p.emulator_cpu_ms:.2f}" if p.emulator_cpu_ms is not None else "n/a" for p in profiles],
-    )
-    row(
-        "Firestore RPCs",
-        [f"{sum(p.rpcs_per_callback.values()):.1f}" for p in profiles],
-    )
-    parts = [part for part, _s, _n in PARTS] + [REST]
-    for part in parts:
-        if any(part in p.parts_ms for p in profiles):
-            row(
-                f"… {part} (wall ms)",
-                [f"{p.parts_ms[part]:.2f}" if part in p.parts_ms else "-" for p in profiles],
-            )
-    row(
-        "statuses",
-        [", ".join(f"{s}: {n}" for s, n in sorted(p.statuses.items())) for p in profiles],
-    )
-    return "\n".join(lines)

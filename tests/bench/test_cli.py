@@ -6,6 +6,7 @@ and the run that checks where the report goes has its harness replaced.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,13 +15,15 @@ import bench.__main__ as bench_main
 import bench.ingest.__main__ as ingest_module
 import bench.wait.__main__ as wait_module
 from bench import scale
+from bench.ingest.harness import DEFAULTS
+from bench.ingest.server import ServerSettings
 from bench.wait.run import WaitConfig
 
 wait_main = wait_module.main
 ingest_main = ingest_module.main
 
 
-def harness_started() -> None:
+def harness_started(*_args, **_kwargs) -> None:
     raise AssertionError("the flags were accepted and a harness was about to start")
 
 
@@ -46,20 +49,28 @@ def harness_started() -> None:
         (ingest_main, ["--workers", "0"], "argument --workers: must be at least 1"),
         (ingest_main, ["--phase-deadline", "-5"], "argument --phase-deadline: must be above 0"),
         (ingest_main, ["--scenarios", "seed,nope"], "argument --scenarios: want a comma-sep"),
-        (ingest_main, ["--profile-callbacks", "-1"], "must be at least 0"),
+        (ingest_main, ["--mode", "nope"], "argument --mode: invalid choice: 'nope'"),
+        (ingest_main, ["--rounds", "2"], "--rounds: not for --mode scenarios"),
+        (ingest_main, ["--mode", "profile", "--threads", "2"], "--threads: not for --mode profile"),
+        (ingest_main, ["--mode", "side-by-side", "--scenarios", "seed"], "--scenarios: not for"),
+        (ingest_main, ["--mode", "side-by-side", "--threads", "8,1"], "on one server shape"),
+        (ingest_main, ["--mode", "side-by-side", "--rounds", "0"], "must be at least 1"),
+        (bench_main.main, ["--profile-callbacks", "-1"], "must be at least 0"),
         (bench_main.main, ["--side-by-side-rounds", "-1"], "must be at least 0"),
         (bench_main.main, ["--callbacks", "abc"], "argument --callbacks: not a whole number"),
         (bench_main.main, ["--arrivals", "abc"], "argument --arrivals: not a number: 'abc'"),
         (bench_main.main, ["--write", "--skip-wait"], "--write replaces the tracked"),
         (bench_main.main, ["--write", "--side-by-side-rounds", "0"], "it needs a full run"),
+        (bench_main.main, ["--write", "--profile-callbacks", "0"], "it needs a full run"),
         (bench_main.main, ["--write", "--results", "x.md"], "not allowed with argument --write"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )
 def test_a_bad_flag_is_a_usage_error_not_a_traceback(main, argv, error, capsys, monkeypatch):
     # Should a flag get through, fail at once instead of running a harness.
-    for module in (bench_main, wait_module, ingest_module):
+    for module in (bench_main, wait_module):
         monkeypatch.setattr(module, "emulator", harness_started)
+    monkeypatch.setattr(ingest_module, "run_ingest", harness_started)
 
     with pytest.raises(SystemExit) as exited:
         main(argv)
@@ -81,14 +92,40 @@ def test_an_arrival_past_the_timeout_is_one_line(monkeypatch):
 
 
 def test_the_defaults_still_parse_into_the_default_configurations():
-    parser = bench_main._parser()
-    args = parser.parse_args([])
+    args = bench_main._parser().parse_args([])
 
     assert bench_main.wait_config_from(args) == WaitConfig()
-    ingest = bench_main.ingest_config_from(args)
-    assert ingest.servers == bench_main.IngestConfig().servers
-    assert ingest.scenarios == bench_main.IngestConfig().scenarios
-    assert ingest.profile_callbacks == 500
+    assert bench_main._ingest_configs(args) == [
+        DEFAULTS["scenarios"],
+        DEFAULTS["profile"],
+        DEFAULTS["side-by-side"],
+    ]
+
+
+def test_bench_sizes_the_scenarios_mode_and_skips_a_mode_at_zero():
+    args = bench_main._parser().parse_args(
+        ["--callbacks", "200", "--threads", "2", "--profile-callbacks", "0"]
+    )
+
+    scenarios, side_by_side = bench_main._ingest_configs(args)
+    assert scenarios == replace(
+        DEFAULTS["scenarios"], callbacks=200, servers=(ServerSettings(threads=2),)
+    )
+    assert side_by_side == DEFAULTS["side-by-side"]
+
+
+def test_a_mode_takes_its_own_defaults_and_the_flags_given(monkeypatch):
+    ran = []
+    monkeypatch.setattr(
+        ingest_module, "run_ingest", lambda config, log: ran.append(config) or Passed()
+    )
+    monkeypatch.setattr(ingest_module, "ingest_report", lambda runs: "")
+
+    assert ingest_main(["--mode", "side-by-side", "--callbacks", "20", "--workers", "2"]) == 0
+
+    assert ran == [
+        replace(DEFAULTS["side-by-side"], callbacks=20, servers=(ServerSettings(workers=2),))
+    ]
 
 
 # --- where the report goes ----------------------------------------------------------
@@ -113,7 +150,7 @@ def test_bench_out_is_ignored_by_git(repo_root):
     assert "/bench/out/" in (repo_root / ".gitignore").read_text().splitlines()
 
 
-class FakeWait:
+class Passed:
     ok = True
 
 
@@ -135,7 +172,7 @@ def bench_without_harnesses(monkeypatch, tmp_path):
     tracked["doc"].write_text("tracked doc\n")
     monkeypatch.setattr(bench_main, "emulator", no_emulator)
     monkeypatch.setattr(bench_main, "facts_markdown", lambda: "- cores: 2")
-    monkeypatch.setattr(bench_main, "run_wait", lambda config, log: log("a wait") or FakeWait())
+    monkeypatch.setattr(bench_main, "run_wait", lambda config, log: log("a wait") or Passed())
     monkeypatch.setattr(bench_main, "wait_section", lambda config, results: "## Waits")
     monkeypatch.setattr(bench_main, "OUT", tmp_path / "out")
     monkeypatch.setattr(bench_main, "TRACKED_RESULTS", tracked["results"])

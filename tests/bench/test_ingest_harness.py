@@ -1,4 +1,4 @@
-"""bench.ingest at a tiny size: the harness still runs and its invariants hold.
+"""bench.ingest at a tiny size: each mode still runs, its invariants hold, its tables stay.
 
 Asserts invariants only (nothing lost, every answer 200, counts consistent), never
 timings: speed belongs to `make bench`.
@@ -6,34 +6,70 @@ timings: speed belongs to `make bench`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+from collections import Counter
+from contextlib import contextmanager
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
+from bench import scale
+from bench.ingest import harness
+from bench.ingest.__main__ import main as ingest_main
 from bench.ingest.callbacks import make_callbacks
-from bench.ingest.run import IngestConfig, error_causes, run_ingest, run_profiles
+from bench.ingest.harness import DEFAULTS, IngestConfig, error_causes, run_ingest
+from bench.ingest.report import Best, best_of, ingest_report, targets_met
 from bench.ingest.server import ServerSettings
 from bench.ingest.verify import check_ours, check_seed, verify_collection
+from bench.stack import emulator as real_emulator
 
 CALLBACKS = 8
 CLIENTS = 3
+ALL = ["seed", "registered", "unregistered"]
 
 
 @pytest.fixture(scope="module")
-def results(firestore_emulator_host: str) -> list:
+def scenarios(firestore_emulator_host: str):
     config = IngestConfig(
         callbacks=CALLBACKS,
         clients=CLIENTS,
         servers=(ServerSettings(workers=1, threads=2),),
         phase_deadline_s=60,
     )
-    return run_ingest(config, firestore_emulator_host, None, log=lambda _m: None)
+    return run_ingest(config, log=lambda _m: None)
 
 
-def test_every_scenario_runs_and_stores_each_callback_once(results) -> None:
-    assert [r.scenario.key for r in results] == ["seed", "registered", "unregistered"]
+@pytest.fixture(scope="module")
+def profile(firestore_emulator_host: str):
+    return run_ingest(dataclasses.replace(DEFAULTS["profile"], callbacks=4), log=lambda _m: None)
+
+
+@pytest.fixture(scope="module")
+def side_by_side(firestore_emulator_host: str):
+    """Two tiny rounds, and for each the emulator it ran on: (fresh?, host)."""
+    emulators = []
+
+    @contextmanager
+    def seen(fresh: bool = False):
+        with real_emulator(fresh=fresh) as (host, pid):
+            emulators.append((fresh, host))
+            yield host, pid
+
+    config = dataclasses.replace(DEFAULTS["side-by-side"], callbacks=20, clients=2, rounds=2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(harness, "emulator", seen)
+        run = run_ingest(config, log=lambda _m: None)
+    run.emulators = emulators
+    return run
+
+
+def test_every_scenario_runs_and_stores_each_callback_once(scenarios) -> None:
+    assert scenarios.ok
+    (results,) = scenarios.rounds
+    assert [r.scenario.key for r in results] == ALL
     for r in results:
         assert r.ok, (r.scenario.key, r.phase.statuses, r.verification)
         assert r.phase.sent == CALLBACKS
@@ -42,6 +78,17 @@ def test_every_scenario_runs_and_stores_each_callback_once(results) -> None:
         # Warm-up callbacks (one per client) are verified too.
         assert r.verification.expected == r.verification.stored == CALLBACKS + CLIENTS
         assert r.server_cpu_seconds is not None and r.server_cpu_seconds >= 0
+
+
+def test_a_5xx_fails_the_run(scenarios) -> None:
+    seed = scenarios.rounds[0][0]
+    failed = dataclasses.replace(
+        seed,
+        phase=dataclasses.replace(seed.phase, statuses=seed.phase.statuses + Counter({"503": 1})),
+    )
+    assert seed.ok and not failed.ok
+    assert failed.server_errors == 1
+    assert not dataclasses.replace(scenarios, rounds=[[failed]]).ok
 
 
 def _client(gcp_project: str) -> firestore.Client:
@@ -89,67 +136,69 @@ def test_our_document_check_wants_the_exact_payload() -> None:
     assert check_ours(cb, {**good, "payload": '{"body": {}, "value": null}'}) is not None
 
 
-def test_cost_breakdown_counts_the_firestore_rpcs(firestore_emulator_host) -> None:
-    config = IngestConfig(profile_callbacks=4)
-    profiles = {
-        p.key: p for p in run_profiles(config, firestore_emulator_host, log=lambda _m: None)
-    }
-    assert set(profiles) == {"seed", "registered", "unregistered"}
+def test_cost_breakdown_counts_the_firestore_rpcs(profile) -> None:
+    profiles = {p.key: p for p in profile.profiles}
+    assert set(profiles) == set(ALL)
     for p in profiles.values():
-        assert p.statuses == {200: p.callbacks}
+        assert p.callbacks == 4
+        assert p.statuses == {200: 4}
         assert p.wall_ms > 0 and p.cpu_ms >= 0
     # The seed writes blindly: one Commit. Ours too: its preconditions decide.
-    for key in ("seed", "registered", "unregistered"):
+    for key in ALL:
         assert profiles[key].rpcs_per_callback == {"Commit": 1.0}, key
-
-
-def test_5xx_causes_are_read_from_the_function_log(tmp_path) -> None:
-    log = tmp_path / "function.log"
-    log.write_text(
-        '{"status": 200, "message": "callback stored (200)"}\n'
-        '{"status": 500, "error": "ServiceUnavailable: 503 down"}\n'
-        "gunicorn noise that is not JSON\n"
-        '{"status": 503, "message": "callback unavailable (503)"}\n'
-        '{"status": 500, "error": "ServiceUnavailable: 503 down"}\n'
+    # The split found our own code's parts, by the names the receiver has today.
+    assert {"parse request + build payload", "JSON log line"} <= set(
+        profiles["registered"].parts_ms
     )
-    assert error_causes(log) == {
+
+
+def test_5xx_causes_are_read_from_the_function_log() -> None:
+    entries = [
+        {"status": 200, "message": "callback stored (200)"},
+        {"status": 500, "error": "ServiceUnavailable: 503 down"},
+        {"status": 503, "message": "callback unavailable (503)"},
+        {"status": 500, "error": "ServiceUnavailable: 503 down"},
+    ]
+    assert error_causes(entries) == {
         "ServiceUnavailable: 503 down": 2,
         "callback unavailable (503)": 1,
     }
 
 
 def test_the_headline_server_shape_is_the_deployed_one():
-    from bench.ingest.run import IngestConfig
     from infra.settings import defaults
 
-    headline = IngestConfig().servers[0]
-    assert (headline.workers, headline.threads) == (1, defaults()["functionConcurrency"])
+    for mode in ("scenarios", "side-by-side"):
+        headline = DEFAULTS[mode].servers[0]
+        assert (headline.workers, headline.threads) == (1, defaults()["functionConcurrency"])
 
 
-def test_side_by_side_rounds_use_fresh_databases_and_report_the_best() -> None:
-    from bench.ingest.side_by_side import SideBySideConfig, run_side_by_side, side_by_side_section
-
-    config = SideBySideConfig(callbacks=20, clients=2, rounds=2)
-    best, rounds = run_side_by_side(config, log=lambda _m: None)
-
+def test_side_by_side_rounds_use_fresh_databases_in_rotated_order(
+    side_by_side, firestore_emulator_host
+) -> None:
+    assert side_by_side.ok
+    # Each round on an emulator of its own, not the one the session (or a run) shares.
+    assert [fresh for fresh, _host in side_by_side.emulators] == [True, True]
+    assert firestore_emulator_host not in {host for _fresh, host in side_by_side.emulators}
+    rounds = side_by_side.rounds
     assert len(rounds) == 2
     # Rotated: the second round starts with the scenario that was second.
-    assert [r.scenario.key for r in rounds[0]] == ["seed", "registered", "unregistered"]
+    assert [r.scenario.key for r in rounds[0]] == ALL
     assert [r.scenario.key for r in rounds[1]] == ["registered", "unregistered", "seed"]
     for results in rounds:
         for r in results:
             # A fresh database: the collection holds exactly this scenario's callbacks.
             assert r.verification.ok and r.verification.stored == 22, r.verification.summary()
-    by_key = {b.key: b for b in best}
-    assert by_key["seed"].throughput == max(
-        r.phase.throughput for results in rounds for r in results if r.scenario.key == "seed"
-    )
-    assert "Side by side" in side_by_side_section(config, best)
+
+
+def test_side_by_side_reports_each_scenarios_best_round(side_by_side) -> None:
+    report = ingest_report([side_by_side])
+    seed_row = next(line for line in report.splitlines() if line.startswith("| (c) seed"))
+    best = max(r.phase.throughput for r in side_by_side.results if r.scenario.key == "seed")
+    assert seed_row.split("|")[2].strip() == f"{best:.0f}"
 
 
 def test_targets_compare_each_ratio_with_its_limit() -> None:
-    from bench.ingest.side_by_side import Best, targets_met
-
     def best(key: str, throughput: float, p99: float, cpu: float) -> Best:
         return Best(key, key, throughput, p99, cpu, server_errors=0, ok=True)
 
@@ -163,3 +212,63 @@ def test_targets_compare_each_ratio_with_its_limit() -> None:
 
     assert met["registered"] == {"throughput": True, "p99": True, "cpu": True}
     assert met["unregistered"] == {"throughput": False, "p99": False, "cpu": False}
+
+
+def _tables(markdown: str) -> list[str]:
+    """Each heading, and each table's header row (its columns), in order."""
+    lines = markdown.splitlines()
+    return [
+        line
+        for n, line in enumerate(lines)
+        if line.startswith("#") or (line.startswith("|") and not lines[n - 1].startswith("|"))
+    ]
+
+
+def _profile_rows(markdown: str) -> list[str]:
+    """The cost breakdown's row names: a part the profile no longer finds is a row less."""
+    lines = markdown.splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith("| per callback"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(line.split("|")[1].strip())
+    return rows
+
+
+def test_the_modes_write_every_ingest_table_of_results_md(
+    scenarios, profile, side_by_side, repo_root
+) -> None:
+    tracked = (repo_root / "bench" / "RESULTS.md").read_text()
+    ingest_part = tracked[tracked.index("## bench.ingest") : tracked.index("## bench.wait")]
+
+    written = ingest_report([scenarios, profile, side_by_side])
+
+    assert _tables(written) == _tables(ingest_part)
+    assert _profile_rows(written) == _profile_rows(ingest_part)
+    # Every row a scenario's, every profile row a part: nothing left empty.
+    assert len(re.findall(r"^\| \(\w\) ", written, re.MULTILINE)) == 3 + 3
+
+
+def test_the_command_line_runs_one_mode_and_prints_its_table(firestore_emulator_host, capsys):
+    assert ingest_main(["--mode", "profile", "--callbacks", "2", "--scenarios", "seed"]) == 0
+
+    out = capsys.readouterr().out
+    assert out.startswith("### Where a callback's time goes")
+    assert "| statuses | 200: 2 |" in out
+
+
+def test_the_capacity_model_reads_the_side_by_side_as_written(
+    scenarios, profile, side_by_side, repo_root, tmp_path
+) -> None:
+    tracked = (repo_root / "bench" / "RESULTS.md").read_text()
+    start, end = tracked.index("## bench.ingest"), tracked.index("## bench.wait")
+    results = tmp_path / "RESULTS.md"
+    written = ingest_report([scenarios, profile, side_by_side])
+    results.write_text(tracked[:start] + written + "\n\n" + tracked[end:])
+
+    measured = scale.read_results(results)
+
+    for key in ALL:
+        best = best_of(side_by_side.results, key)
+        assert measured.cpu_ms[key] == pytest.approx(best.server_cpu_ms, abs=0.005), key
