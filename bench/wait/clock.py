@@ -53,27 +53,17 @@ class VirtualClock:
             )
 
     def sleep(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError(f"cannot sleep a negative time: {seconds}")
-        target = self._now + seconds
-        # Run what falls due inside this sleep at its own virtual time, in order, so the
-        # action sees (and can record) the moment it happened.
-        while True:
-            with self._lock:
-                if not self._queue or self._queue[0].due > target:
-                    break
-                item = heapq.heappop(self._queue)
-            self._now = max(self._now, item.due)
-            self.fired.append((item.due - self._start, seconds))
-            item.action()
-        self._now = target
+        """Advance ``seconds``, running what falls due on the way at its own time."""
+        self.wait_until(lambda: False, seconds)
 
     def wait_until(self, ready: Callable[[], bool], seconds: float) -> bool:
         """Wait up to ``seconds`` for ``ready()``: how events.await_callback waits.
 
         Scheduled actions due in the window run at their own virtual time;
         the wait ends at the first after which ``ready()`` is true (the clock
-        stays there: no delay), or at the end of the window.
+        stays there: no delay), or at the end of the window. Each action runs
+        at its own virtual time, in order, so it sees (and can record) the
+        moment it happened.
         """
         if seconds < 0:
             raise ValueError(f"cannot wait a negative time: {seconds}")

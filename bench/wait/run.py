@@ -134,6 +134,15 @@ def _deliver(url: str, value: str, body: dict[str, Any]) -> int:
     return response.status_code
 
 
+def _waiting(base: RunSettings, config: WaitConfig, **wait: Any) -> RunSettings:
+    """``base`` waiting up to ``config.timeout_s`` (its TTL no shorter), as ``wait`` says."""
+    timeout = int(config.timeout_s)
+    ttl = max(_SHIPPED.ttl_seconds, timeout)
+    return dataclasses.replace(
+        base, wait=WaitSettings(timeout_seconds=timeout, ttl_seconds=ttl, **wait)
+    )
+
+
 def _execute(
     case: Execution, settings: RunSettings, workflow: dict[str, Any]
 ) -> tuple[RunResult, VirtualClock]:
@@ -181,16 +190,13 @@ def run_case(
 ) -> WaitCase:
     exp = expected(schedule, arrival, config.timeout_s)
     case = WaitCase(schedule=schedule, arrival=arrival, expected=exp)
-    settings = dataclasses.replace(
+    settings = _waiting(
         base,
-        wait=WaitSettings(
-            poll_initial_seconds=schedule.initial,
-            poll_multiplier=schedule.multiplier,
-            poll_max_seconds=schedule.cap,
-            timeout_seconds=int(config.timeout_s),
-            ttl_seconds=max(_SHIPPED.ttl_seconds, int(config.timeout_s)),
-            delivery="poll",
-        ),
+        config,
+        delivery="poll",
+        poll_initial_seconds=schedule.initial,
+        poll_multiplier=schedule.multiplier,
+        poll_max_seconds=schedule.cap,
     )
     run, clock = _execute(case, settings, workflow)
     if clock.fired:
@@ -220,15 +226,7 @@ def run_push_case(
 ) -> PushCase:
     """driver.yaml with push delivery; the callback is POSTed when virtual time passes T."""
     case = PushCase(arrival=arrival)
-    settings = dataclasses.replace(
-        base,
-        wait=WaitSettings(
-            timeout_seconds=int(config.timeout_s),
-            ttl_seconds=max(_SHIPPED.ttl_seconds, int(config.timeout_s)),
-            delivery="push",
-            push_slice_seconds=config.push_slice_s,
-        ),
-    )
+    settings = _waiting(base, config, delivery="push", push_slice_seconds=config.push_slice_s)
     run, _clock = _execute(case, settings, workflow)
     case.awaits = run.callback_events["await_callback"]
     case.forwarded = run.callback_events["forwarded"]
