@@ -63,6 +63,17 @@ _MEMORY = re.compile(r"^[0-9]+(k|M|G|Mi|Gi)$")
 _RUNTIME = re.compile(r"^python3[0-9]+$")
 _DATABASE_ID = re.compile(r"^(\(default\)|[a-z][a-z0-9-]{2,61}[a-z0-9])$")
 _COLLECTION_ID = re.compile(r"^[^/]{1,1500}$")
+# A notification channel's resource name, as alert policies take it
+# (AlertPolicy.notificationChannels,
+# https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.alertPolicies):
+# projects/[PROJECT_ID_OR_NUMBER]/notificationChannels/[CHANNEL_ID]; the id
+# Monitoring assigns is a number.
+_NOTIFICATION_CHANNEL = re.compile(
+    r"projects/([a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]+)/notificationChannels/[0-9]+"
+)
+# An address with a dotted domain: catches a name, a channel id or a missing
+# comma, not every address a mail server refuses.
+_EMAIL = re.compile(r"[^@\s,;<>\"']+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 
 
 @dataclass(frozen=True)
@@ -128,11 +139,28 @@ class CallbackBridgeArgs:
     # collection anyway. It is a setting of that database, shared with every
     # other stack using it, and destroying this stack would remove it.
     manage_ttl_on_existing_database: bool = False
+    # Log-based metrics and a dashboard, which cost nothing within Cloud
+    # Monitoring's free allotment, and alert policies, which are billed per
+    # condition, only once someone is named to be told (infra/monitoring.py).
+    monitoring: bool = True
+    # Comma-separated ids of existing Cloud Monitoring notification channels
+    # (projects/P/notificationChannels/ID) the alert policies notify.
+    alert_notification_channels: str = ""
+    # Comma-separated email addresses; each gets an email notification channel.
+    alert_emails: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def origins(self) -> list[str]:
         return [o.strip() for o in self.allowed_origins.split(",") if o.strip()]
+
+    @property
+    def notification_channel_ids(self) -> list[str]:
+        return _comma_list(self.alert_notification_channels)
+
+    @property
+    def alert_email_addresses(self) -> list[str]:
+        return _comma_list(self.alert_emails)
 
     @property
     def firestore_location_or_region(self) -> str:
@@ -201,6 +229,7 @@ class CallbackBridgeArgs:
         )
         problems += _enum_problem("callLogLevel", self.call_log_level, CALL_LOG_LEVELS)
         problems += self.wait.validate()
+        problems += self._alert_problems()
         problems += self._name_problems()
         problems += self._source_problems()
         return problems
@@ -263,6 +292,27 @@ class CallbackBridgeArgs:
                 f"functionCpu {self.function_cpu} needs functionMemory of at least "
                 f"{least_memory // 1024}Gi"
             )
+        return problems
+
+    def _alert_problems(self) -> list[str]:
+        """Whom the alerts notify: channel ids and email addresses as Google takes them."""
+        problems: list[str] = []
+        for channel in self.notification_channel_ids:
+            if not _NOTIFICATION_CHANNEL.fullmatch(channel):
+                problems.append(
+                    f"alertNotificationChannels {channel!r} is not a notification channel id "
+                    "like projects/my-project/notificationChannels/1234567890 (`gcloud beta "
+                    "monitoring channels list --format='value(name)'` lists them)"
+                )
+        problems += _listed_twice("alertNotificationChannels", self.notification_channel_ids)
+        for email in self.alert_email_addresses:
+            if not _EMAIL.fullmatch(email):
+                problems.append(
+                    f"alertEmails {email!r} is not an email address like oncall@example.com"
+                )
+        problems += _listed_twice(
+            "alertEmails", [email.lower() for email in self.alert_email_addresses]
+        )
         return problems
 
     def _name_problems(self) -> list[str]:
@@ -407,6 +457,21 @@ def _mebibytes(text: str) -> float | None:
 
 def _plain_number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _listed_twice(key: str, values: list[str]) -> list[str]:
+    # Each value becomes one resource (or one entry Google would refuse twice).
+    seen: set[str] = set()
+    twice: list[str] = []
+    for value in values:
+        if value in seen and value not in twice:
+            twice.append(value)
+        seen.add(value)
+    return [f"{key} lists {value!r} more than once" for value in twice]
 
 
 def _enum_problem(key: str, value: str, allowed: tuple[str, ...]) -> list[str]:

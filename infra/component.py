@@ -17,6 +17,7 @@ from pulumiverse_time import Sleep
 
 from infra.args import REPO_ROOT, CallbackBridgeArgs, compose_workflow_source, read_text
 from infra.function_contract import ENTRY_POINT
+from infra.monitoring import add_monitoring
 from infra.names import ROLE_SUFFIX_BYTES, ResourceNames, custom_role_id
 from infra.source_archive import SourceArchive, build_source_archive
 from infra.workflow_env import workflow_env_vars
@@ -234,6 +235,8 @@ class CallbackBridge(pulumi.ComponentResource):
         "verifyWorkflowName": "verify_workflow_name",
         "region": "region",
         "project": "project",
+        # The stack's Cloud Monitoring dashboard; empty with monitoring off.
+        "dashboardUrl": "dashboard_url",
     }
 
     function_url: pulumi.Output[str]
@@ -250,6 +253,7 @@ class CallbackBridge(pulumi.ComponentResource):
     verify_workflow_name: pulumi.Output[str]
     region: pulumi.Output[str]
     project: pulumi.Output[str]
+    dashboard_url: pulumi.Output[str]
 
     def __init__(
         self,
@@ -297,6 +301,11 @@ class CallbackBridge(pulumi.ComponentResource):
         )
         function = self._function(identities, data, source, images, iam_ready)
         workflows = self._workflows(identities, data, function, iam_ready, sources)
+        # Metrics, dashboard and alerts (infra/monitoring.py), before the
+        # outputs are registered.
+        self.dashboard_url = add_monitoring(
+            self, name, args, self.names, self._labels, self._apis("logging")
+        )
         self._set_outputs(identities, data, source, function, workflows)
 
     def outputs(self) -> dict[str, pulumi.Output[str]]:

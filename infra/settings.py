@@ -200,6 +200,24 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "deploying the workflow, for the grants to take effect (0-600).",
               docs="Wait after the IAM grants before the function build and the workflow (0-600; "
                     "0: no wait). See [Waiting for IAM grants](#waiting-for-iam-grants)."),
+    ConfigKey("monitoring", "monitoring", bool,
+              "Create log-based metrics and a Cloud Monitoring dashboard (free within Cloud "
+              "Monitoring's allotment), and alert policies (billed per condition) when "
+              "alertEmails or alertNotificationChannels names someone to tell.",
+              docs="Log-based metrics and a Cloud Monitoring dashboard, which cost nothing within "
+                    "Cloud Monitoring's free allotment, and the alert policies (billed per "
+                    "condition, about 1.50 USD a month each) once `alertEmails` or "
+                    "`alertNotificationChannels` names someone to tell. See "
+                    "[operations.md](operations.md)."),
+    ConfigKey("alertNotificationChannels", "alert_notification_channels", str,
+              "Comma-separated ids of existing notification channels "
+              "(projects/P/notificationChannels/ID) the alerts notify. Empty: none.",
+              docs="Comma-separated ids of existing Cloud Monitoring notification channels "
+                    "(`projects/P/notificationChannels/ID`: `gcloud beta monitoring channels list` "
+                    "lists them) the alerts notify. Empty: none."),
+    ConfigKey("alertEmails", "alert_emails", str,
+              "Comma-separated email addresses; each gets an email notification channel the "
+              "alerts notify. Empty: none."),
 )  # fmt: skip
 
 
