@@ -169,30 +169,28 @@ def _check_page(url: str, nonce: str, report: Report) -> None:
     if PAGE_TITLE not in page.text:
         raise VerifyFailed("page renders", "the page does not show the form's title")
     report.ok("page renders", f"200 in {_ms(elapsed())}")
-    with _timed() as elapsed:
-        answer = _call("page answered", "POST", url, data={"choice": PAGE_CHOICE, "comment": nonce})
-    if answer.status_code != 200:
-        raise VerifyFailed(
-            "page answered",
-            f"the page's answer got HTTP {answer.status_code}: {_excerpt(answer)}",
-            _status_diagnosis(answer),
-        )
-    report.ok("page answered", f"200 in {_ms(elapsed())}")
+    _post_expecting_200(
+        "page answered", url, report, data={"choice": PAGE_CHOICE, "comment": nonce}
+    )
 
 
 def _send(url: str, payload: dict[str, Any], report: Report) -> float:
     """POST the payload; return the Unix time its 200 came back."""
+    _post_expecting_200("callback stored", url, report, json=payload)
+    return time.time()
+
+
+def _post_expecting_200(stage: str, url: str, report: Report, **body: Any) -> None:
+    """POST ``body`` (requests' json= or data=); anything but 200 fails ``stage``."""
     with _timed() as elapsed:
-        response = _call("callback stored", "POST", url, json=payload)
-    answered_at = time.time()
+        response = _call(stage, "POST", url, **body)
     if response.status_code != 200:
         raise VerifyFailed(
-            "callback stored",
+            stage,
             f"HTTP {response.status_code}: {_excerpt(response)}",
             _status_diagnosis(response),
         )
-    report.ok("callback stored", f"200 in {_ms(elapsed())}")
-    return answered_at
+    report.ok(stage, f"200 in {_ms(elapsed())}")
 
 
 def _wait_for_end(
