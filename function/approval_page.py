@@ -145,5 +145,16 @@ _STYLE = (
 
 
 def answered_message(label: str, received_at: Any) -> str:
-    when = received_at.strftime("%Y-%m-%d %H:%M UTC") if hasattr(received_at, "strftime") else ""
+    when = _minute(received_at)
     return f"Already answered: {label}" + (f" ({when})." if when else ".")
+
+
+def expired_message(expired_at: Any) -> str:
+    """What a person reads once the workflow has stopped waiting (410)."""
+    when = _minute(expired_at)
+    stopped = "The workflow stopped waiting for an answer" + (f" at {when}." if when else ".")
+    return f"{stopped} An answer can no longer be recorded."
+
+
+def _minute(stamp: Any) -> str:
+    return stamp.strftime("%Y-%m-%d %H:%M UTC") if hasattr(stamp, "strftime") else ""

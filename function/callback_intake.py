@@ -1,13 +1,14 @@
-"""The steps both paths (machine and page) take with a callback, each written once.
+"""The steps every path (machine, page, status) takes with a callback, each written once.
 
-Check the method and ids, read the body, store, forward: a limit, a decoding
-rule or a status cannot differ between the two paths, because neither has
-its own copy.
+Check the method and ids, read the body, read or store, refuse, forward: a
+limit, a decoding rule or a status cannot differ between the paths,
+because none has its own copy.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,9 @@ import callback_store
 from callback_body import BodyError, DecodedTooLarge, UnsupportedEncoding, decode_content
 from callback_forward import Forwarder
 from callback_request import BadRequest, BodyTooLarge, Callback, CallbackIds, parse_ids, read_body
+from callback_store import Outcome
 from receiver_config import Runtime
+from registration_layout import EXPIRED_AT_FIELD, rfc3339_or_none
 from replies import Audience, Reply
 
 # The waiting workflow must hold the payload: Workflows caps an execution's
@@ -26,6 +29,30 @@ from replies import Audience, Reply
 # callback answered 200 that the workflow then cannot hold is a lost callback,
 # so refuse it here instead (well under Firestore's 1 MiB document limit too).
 MAX_STORED_PAYLOAD_BYTES = 150_000
+
+# The refusals every path answers alike, a callback and a status read: the
+# same 403 and 404 whatever the URL asked for, so neither tells more.
+REFUSALS = {
+    Outcome.FORBIDDEN: (403, "token missing or wrong for this callback"),
+    Outcome.NOT_REGISTERED: (404, "no callback is registered for this runID and step"),
+    Outcome.CONFLICT: (409, "this callback was already received with a different payload"),
+    Outcome.UNKNOWN_STATE: (409, "this callback is in a state the receiver does not accept"),
+    Outcome.EXPIRED: (410, "the workflow stopped waiting for this callback"),
+}
+
+
+def refused(outcome: Outcome, stored: Mapping[str, Any] | None) -> Reply | None:
+    """The JSON answer to ``outcome`` if it is a refusal (REFUSALS), else None."""
+    return refusal_reply(outcome, stored) if outcome in REFUSALS else None
+
+
+def refusal_reply(outcome: Outcome, stored: Mapping[str, Any] | None) -> Reply:
+    """The JSON answer to a refusal; 410 says when the workflow stopped waiting."""
+    status, message = REFUSALS[outcome]
+    fields = None
+    if outcome is Outcome.EXPIRED:
+        fields = {"expiredAt": rfc3339_or_none((stored or {}).get(EXPIRED_AT_FIELD))}
+    return Reply(status, message, outcome.value, fields=fields)
 
 
 def checked_ids(request: flask.Request, audience: Audience, log: dict[str, Any]) -> CallbackIds:
@@ -101,6 +128,20 @@ def store(
             message = "the callback store is unavailable, retry later"
             raise Reply(503, message, "unavailable") from error
         raise
+
+
+def read_stored(runtime: Runtime, ids: CallbackIds, log: dict[str, Any]) -> dict[str, Any] | None:
+    """The callback document's fields (None if absent): one bounded read, 503 if unavailable."""
+    collection = runtime.client.collection(runtime.config.collection)
+    try:
+        snapshot = callback_store.read(collection.document(ids.document_id))
+    except Exception as error:
+        if callback_store.is_transient(error):
+            message = "the callback store is unavailable, retry later"
+            raise Reply(503, message, "unavailable") from error
+        raise
+    log["firestoreCalls"] = 1
+    return snapshot.to_dict() if snapshot.exists else None
 
 
 def forward(

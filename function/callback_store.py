@@ -28,14 +28,15 @@ from google.cloud import firestore
 
 from callback_request import Callback
 from registration_layout import (
-    ANSWER_SUFFIX,
-    FORM_FIELD,
+    CONSUMED,
+    EXPIRED,
     FORWARD_URL_FIELD,
     KEY_FIELD,
     RECEIVED,
     WAITING,
     key_document_id,
     parse_registered_at,
+    rfc3339,
 )
 
 # Firestore calls are bounded so that a database we cannot reach turns into a
@@ -88,8 +89,12 @@ class Outcome(enum.Enum):
     NOT_REGISTERED = "not_registered"
     # Already received, with another payload.
     CONFLICT = "conflict"
-    # The document is in a state this receiver does not know (neither WAITING
-    # nor RECEIVED): written by something else, or by a newer protocol.
+    # The same callback again after the workflow took it (a CONSUMED tombstone).
+    ALREADY_DELIVERED = "already_delivered"
+    # The workflow stopped waiting (an EXPIRED tombstone): 410 Gone.
+    EXPIRED = "expired"
+    # The document is in a state this receiver does not know: written by
+    # something else, or by a newer protocol.
     UNKNOWN_STATE = "unknown_state"
     # An answer from the page for people that is not one of its choices.
     INVALID_CHOICE = "invalid_choice"
@@ -100,37 +105,52 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, TRANSIENT_ERRORS)
 
 
-def decide(
-    stored: Mapping[str, Any] | None, callback: Callback, allow_unregistered: bool
-) -> Outcome:
-    """What to do with `callback` given the stored document (None if absent).
+def refusal(
+    stored: Mapping[str, Any] | None, token: str | None, allow_unregistered: bool
+) -> Outcome | None:
+    """Why this caller may learn nothing about the stored document (None if absent), or None.
 
-    A document with a token is a registration: only its token may answer it.
-    A document without a token was stored by an unregistered callback.
+    A document with a token is a registration: only its token may answer it,
+    or read its status, whatever its state (tombstones keep the token). A
+    document without a token was stored by an unregistered callback.
     """
     if stored is None:
-        return Outcome.STORED if allow_unregistered else Outcome.NOT_REGISTERED
+        return None if allow_unregistered else Outcome.NOT_REGISTERED
     expected = stored.get("token")
     if isinstance(expected, str) and expected:
-        if callback.token is None or not hmac.compare_digest(
-            expected.encode("utf-8"), callback.token.encode("utf-8")
-        ):
-            return Outcome.FORBIDDEN
-    elif not allow_unregistered:
+        return None if token_matches(expected, token) else Outcome.FORBIDDEN
+    if not allow_unregistered:
         # Answer as if nothing were there: without a registration there is
         # nothing this caller may learn about the document.
         return Outcome.NOT_REGISTERED
+    return None
+
+
+def decide(
+    stored: Mapping[str, Any] | None, callback: Callback, allow_unregistered: bool
+) -> Outcome:
+    """What to do with `callback` given the stored document (None if absent)."""
+    refused = refusal(stored, callback.token, allow_unregistered)
+    if refused is not None:
+        return refused
+    if stored is None:
+        return Outcome.STORED
     state = stored.get("state")
-    if state == RECEIVED:
-        same = stored.get("fingerprint") == callback.fingerprint
-        return Outcome.DUPLICATE if same else Outcome.CONFLICT
+    same = stored.get("fingerprint") == callback.fingerprint
     if state == WAITING:
         return Outcome.STORED
+    if state == RECEIVED:
+        return Outcome.DUPLICATE if same else Outcome.CONFLICT
+    if state == CONSUMED:
+        # The tombstone keeps the fingerprint: a sender's retry is safe.
+        return Outcome.ALREADY_DELIVERED if same else Outcome.CONFLICT
+    if state == EXPIRED:
+        return Outcome.EXPIRED
     return Outcome.UNKNOWN_STATE
 
 
 def token_hash(token: str | None) -> str:
-    """What an answer record keeps of the token: enough to check it, not to use it."""
+    """What an answer record kept of the token: enough to check it, not to use it."""
     return "sha256:" + hashlib.sha256((token or "").encode("utf-8")).hexdigest()
 
 
@@ -170,9 +190,17 @@ class Recorded:
     stored: Mapping[str, Any] | None = None
     # Firestore RPCs this request made: 1 on the happy path.
     firestore_calls: int = 0
+    # With forward_url: the payload string the document holds and the
+    # document's update time once it held it (the RECEIVED version, RFC 3339),
+    # which the forward proves (callback_forward.forward_event).
+    payload_json: str | None = None
+    version: str | None = None
 
 
 PageChoices = Callable[[Mapping[str, Any]], tuple[str, ...] | None]
+# The outcomes that would take (or have taken) a page's answer: its choice
+# must be one the page offers.
+_ANSWERABLE = (Outcome.STORED, Outcome.DUPLICATE, Outcome.ALREADY_DELIVERED)
 
 
 @dataclass
@@ -196,20 +224,20 @@ class _Storing:
         """An unregistered callback's document: it expires like a registration."""
         return {**self.received, "createdAt": self.now, "expireAt": self.now + self.ttl}
 
-    def commit(self, batch: firestore.WriteBatch) -> bool:
-        """Send ``batch`` once: True if applied; False if a precondition failed or no answer came.
+    def commit(self, batch: firestore.WriteBatch) -> list[Any] | None:
+        """Send ``batch`` once: its write results if applied; None if a precondition
+        failed or no answer came.
 
         Never resent: the caller reads to find out what happened.
         """
         self.calls += 1
         try:
-            batch.commit(retry=None, timeout=RPC_TIMEOUT_SECONDS)
+            return list(batch.commit(retry=None, timeout=RPC_TIMEOUT_SECONDS))
         except PRECONDITION_FAILED:
-            return False
+            return None
         except TRANSIENT_ERRORS:
             self.ambiguous = True
-            return False
-        return True
+            return None
 
 
 def record(
@@ -227,9 +255,9 @@ def record(
     ``page_choices`` marks an answer from the page for people: given the
     stored registration it returns the values the page offers (None: it has
     no page), and the callback's value must be one of them, so page answers
-    always read first. A stored page answer also leaves a small record
-    beside the callback (ANSWER_SUFFIX), so the page can say "already
-    answered" after the workflow has consumed it.
+    always read first. (After the workflow took the callback, the page's
+    "already answered" comes from the CONSUMED tombstone: no answer record
+    is written any more, docs/protocol.md, "The page for people".)
     """
     storing = _Storing(
         client,
@@ -242,9 +270,12 @@ def record(
     )
     if page_choices is None:
         batch = _blind_commit(storing)
-        if batch is not None and storing.commit(batch):
-            forward_url = callback.forward_param if callback.token else None
-            return Recorded(Outcome.STORED, forward_url or None, None, storing.calls)
+        results = None if batch is None else storing.commit(batch)
+        if results is not None:
+            forward_url = (callback.forward_param if callback.token else None) or None
+            # The callback document's update is the blind Commit's last write.
+            version = rfc3339(results[-1].update_time) if forward_url else None
+            return Recorded(Outcome.STORED, forward_url, None, storing.calls, payload_json, version)
     return _read_decide_write(storing, page_choices)
 
 
@@ -284,7 +315,7 @@ def _read_decide_write(storing: _Storing, page_choices: PageChoices | None) -> R
         snapshot = document.get(retry=RPC_RETRY, timeout=RPC_TIMEOUT_SECONDS)
         stored = snapshot.to_dict() if snapshot.exists else None
         outcome = decide(stored, callback, storing.allow_unregistered)
-        if page_choices is not None and outcome in (Outcome.STORED, Outcome.DUPLICATE):
+        if page_choices is not None and outcome in _ANSWERABLE:
             choices = page_choices(stored or {})
             if choices is None:
                 outcome = Outcome.NOT_REGISTERED
@@ -293,11 +324,16 @@ def _read_decide_write(storing: _Storing, page_choices: PageChoices | None) -> R
         forward_url = _endpoint_of(stored)
         if outcome is Outcome.DUPLICATE and storing.ambiguous:
             # Our own Commit may have stored it without our hearing back:
-            # forward it (a second forward of one callback is never read).
-            return Recorded(outcome, forward_url, stored, storing.calls)
+            # forward it (a second forward of one callback is never read),
+            # as stored and at the version read: the proof covers those.
+            payload = (stored or {}).get("payload")
+            stored_payload = payload if isinstance(payload, str) else None
+            version = rfc3339(snapshot.update_time) if forward_url else None
+            return Recorded(outcome, forward_url, stored, storing.calls, stored_payload, version)
         if outcome is not Outcome.STORED:
             return Recorded(outcome, None, stored, storing.calls)
         batch = storing.client.batch()
+        # The callback document's write comes first: its result is the version.
         if stored is None:
             batch.create(document, storing.first_receipt())
         else:
@@ -306,25 +342,14 @@ def _read_decide_write(storing: _Storing, page_choices: PageChoices | None) -> R
             key = stored.get(KEY_FIELD)
             if isinstance(key, str) and key:
                 batch.delete(storing.callbacks.document(key))
-        if page_choices is not None:
-            batch.set(
-                storing.callbacks.document(document.id + ANSWER_SUFFIX),
-                _answer_record(storing, stored or {}),
+        results = storing.commit(batch)
+        if results is not None:
+            version = rfc3339(results[0].update_time) if forward_url else None
+            payload_json = storing.received["payload"]
+            return Recorded(
+                Outcome.STORED, forward_url, stored, storing.calls, payload_json, version
             )
-        if storing.commit(batch):
-            return Recorded(Outcome.STORED, forward_url, stored, storing.calls)
     raise ContentionError(f"{document.id} changed under each of {ATTEMPTS} attempts to store it")
-
-
-def _answer_record(storing: _Storing, stored: Mapping[str, Any]) -> dict[str, Any]:
-    """What a page answer leaves beside its callback, to outlive its consumption."""
-    return {
-        "value": storing.callback.value,
-        FORM_FIELD: stored.get(FORM_FIELD),
-        "answeredAt": storing.now,
-        "tokenHash": token_hash(storing.callback.token),
-        "expireAt": stored.get("expireAt") or storing.now + storing.ttl,
-    }
 
 
 def read(reference: firestore.DocumentReference) -> firestore.DocumentSnapshot:

@@ -7,7 +7,8 @@ protocol is docs/protocol.md.
 This module holds the entry point, CORS and the machine path. The rest has
 a home of its own: receiver_config (environment, runtime), replies (every
 error answer), request_log (the log line), page_handler (the page for
-people), callback_intake (the steps both paths share).
+people), callback_status (``view=status``), callback_intake (the steps the
+paths share).
 """
 
 from __future__ import annotations
@@ -19,24 +20,20 @@ from typing import Any
 import flask
 
 import callback_intake
+import callback_status
 import page_handler
 import request_log
 from callback_body import BodyError
 from callback_request import BadRequest, Callback, CallbackIds, parse_callback
-from callback_store import Outcome
+from callback_store import Outcome, Recorded
 from receiver_config import LazyRuntime, ReceiverConfig, Runtime
+from registration_layout import CONSUMED_AT_FIELD, rfc3339_or_none
 from replies import MACHINE_METHODS, Audience, Reply, error_response, internal_error, json_response
 
 # One per instance: each functions_framework.create_app loads this module
 # afresh, and with it a runtime that reads the environment on first use.
 RUNTIME = LazyRuntime()
 
-OUTCOME_REPLIES = {
-    Outcome.FORBIDDEN: (403, "token missing or wrong for this callback"),
-    Outcome.NOT_REGISTERED: (404, "no callback is registered for this runID and step"),
-    Outcome.CONFLICT: (409, "this callback was already received with a different payload"),
-    Outcome.UNKNOWN_STATE: (409, "this callback is in a state the receiver does not accept"),
-}
 CORS_MAX_AGE_SECONDS = 600
 
 
@@ -76,9 +73,22 @@ def _answer(
     runtime = RUNTIME.runtime()
     if audience is Audience.PAGE:
         return page_handler.answer_page(request, ids, runtime, log)
-    outcome = _receive(request, ids, runtime, log)
-    answer = {"status": "received", "runID": ids.run_id, "step": ids.step}
-    return outcome, 200, json_response(answer)
+    if audience is Audience.STATUS:
+        return callback_status.answer_status(request, ids, runtime, log)
+    recorded = _receive(request, ids, runtime, log)
+    answer: dict[str, str | None] = {"status": "received", "runID": ids.run_id, "step": ids.step}
+    if recorded.outcome is Outcome.ALREADY_DELIVERED:
+        # A sender's retry after the workflow took the callback: safe, and
+        # it says so (the token was checked first).
+        stored = recorded.stored or {}
+        answer = {
+            "status": "already_delivered",
+            "runID": ids.run_id,
+            "step": ids.step,
+            "receivedAt": rfc3339_or_none(stored.get("receivedAt")),
+            "consumedAt": rfc3339_or_none(stored.get(CONSUMED_AT_FIELD)),
+        }
+    return recorded.outcome.value, 200, json_response(answer)
 
 
 def _write_log(
@@ -121,18 +131,17 @@ def _preflight(origin: str) -> flask.Response:
 # --- the machine path ------------------------------------------------------------------
 def _receive(
     request: flask.Request, ids: CallbackIds, runtime: Runtime, log: dict[str, Any]
-) -> str:
-    """Store (and forward) one machine callback; its outcome, or a Reply for every refusal."""
+) -> Recorded:
+    """Store (and forward) one machine callback; what was decided, or a Reply for a refusal."""
     now = datetime.now(UTC)
     callback = _parse(request, ids, runtime.config, now)
     recorded = callback_intake.store(callback, runtime, now)
-    outcome = recorded.outcome
     log["firestoreCalls"] = recorded.firestore_calls
-    if outcome in OUTCOME_REPLIES:
-        status, message = OUTCOME_REPLIES[outcome]
-        raise Reply(status, message, outcome.value)
+    refusal = callback_intake.refused(recorded.outcome, recorded.stored)
+    if refusal is not None:
+        raise refusal
     callback_intake.forward(recorded, callback, runtime.forwarder, log)
-    return outcome.value
+    return recorded
 
 
 def _parse(

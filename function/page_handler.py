@@ -21,6 +21,7 @@ from approval_page import (
     Form,
     FormError,
     answered_message,
+    expired_message,
     form_page,
     html_response,
     message_page,
@@ -29,9 +30,21 @@ from callback_body import LONE_SURROGATE, BodyError, strict_text
 from callback_request import BadRequest, CallbackIds, parse_callback
 from callback_store import Outcome
 from receiver_config import Runtime
+from registration_layout import (
+    ANSWER_SUFFIX,
+    CONSUMED,
+    EXPIRED,
+    EXPIRED_AT_FIELD,
+    FORM_FIELD,
+    RECEIVED,
+    WAITING,
+)
 from replies import Reply
 
-EXPIRED = "This link has expired or is unknown."
+UNKNOWN_LINK = "This link has expired or is unknown."
+# The states in which the page shows the answer it took: received, and
+# taken by the workflow (the CONSUMED tombstone keeps value, form and time).
+ANSWERED_STATES = (RECEIVED, CONSUMED)
 
 
 def answer_page(
@@ -46,7 +59,7 @@ def answer_page(
     # Relative: behind Cloud Run's TLS proxy the app may see http://, and
     # an absolute http action on an https page would be blocked.
     action = "?" + request.query_string.decode("latin-1")
-    outcome, status, page = _show_page(runtime, ids, request.args.get("token"), action)
+    outcome, status, page = _show_page(runtime, ids, request.args.get("token"), action, log)
     return outcome, status, html_response(page, status, head_only=request.method == "HEAD")
 
 
@@ -71,20 +84,26 @@ def _record_answer(
     outcome = recorded.outcome
     log["firestoreCalls"] = recorded.firestore_calls
     form = _form_of(recorded.stored)
-    if outcome in (Outcome.STORED, Outcome.DUPLICATE) and form is not None:
+    stored = recorded.stored or {}
+    if form is None:
+        # No page to answer on (no form, a wrong token, nothing registered).
+        return outcome.value, 404, html_response(message_page("Unknown link", UNKNOWN_LINK), 404)
+    if outcome in (Outcome.STORED, Outcome.DUPLICATE, Outcome.ALREADY_DELIVERED):
+        # The same answer again, even after the workflow took it, is a thank-you.
         callback_intake.forward(recorded, callback, runtime.forwarder, log)
         label = form.label_of(choice) or choice
         page = message_page(form.title, f"Thank you. Your answer was recorded: {label}.")
         return outcome.value, 200, html_response(page)
-    if outcome is Outcome.INVALID_CHOICE and form is not None:
+    if outcome is Outcome.INVALID_CHOICE:
         page = message_page(form.title, "That is not one of the choices on this page.")
         return outcome.value, 400, html_response(page, 400)
-    if outcome is Outcome.CONFLICT and form is not None:
-        stored = recorded.stored or {}
-        label = form.label_of(stored.get("value")) or str(stored.get("value"))
-        page = message_page(form.title, answered_message(label, stored.get("receivedAt")))
-        return outcome.value, 409, html_response(page, 409)
-    return outcome.value, 404, html_response(message_page("Unknown link", EXPIRED), 404)
+    if outcome is Outcome.CONFLICT:
+        # Another answer after the first, taken or not: the page GET shows.
+        return outcome.value, 409, html_response(_answered_page(form, stored), 409)
+    if outcome is Outcome.EXPIRED:
+        page = message_page(form.title, expired_message(stored.get(EXPIRED_AT_FIELD)))
+        return outcome.value, 410, html_response(page, 410)
+    return outcome.value, 404, html_response(message_page("Unknown link", UNKNOWN_LINK), 404)
 
 
 def _answer_fields(body: bytes) -> dict[str, str]:
@@ -100,40 +119,60 @@ def _answer_fields(body: bytes) -> dict[str, str]:
 
 
 def _show_page(
-    runtime: Runtime, ids: CallbackIds, token: str | None, action: str
+    runtime: Runtime, ids: CallbackIds, token: str | None, action: str, log: dict[str, Any]
 ) -> tuple[str, int, str]:
     """(outcome, status, page) for a GET: read only, never written."""
-    collection = runtime.client.collection(runtime.config.collection)
-    snapshot = callback_store.read(collection.document(ids.document_id))
-    stored = snapshot.to_dict() if snapshot.exists else None
+    stored = callback_intake.read_stored(runtime, ids, log)
     if stored is not None and callback_store.token_matches(stored.get("token"), token):
         form = _form_of(stored)
-        if form is not None and stored.get("state") == callback_store.WAITING:
+        state = stored.get("state")
+        if form is not None and state == WAITING:
             return "page", 200, form_page(form, action)
-        if form is not None and stored.get("state") == callback_store.RECEIVED:
-            label = form.label_of(stored.get("value")) or str(stored.get("value"))
-            message = answered_message(label, stored.get("receivedAt"))
-            return "page_answered", 200, message_page(form.title, message)
+        if form is not None and state in ANSWERED_STATES:
+            return "page_answered", 200, _answered_page(form, stored)
+        if form is not None and state == EXPIRED:
+            message = expired_message(stored.get(EXPIRED_AT_FIELD))
+            return "page_expired", 410, message_page(form.title, message)
     if stored is None:
-        # Consumed by the workflow (or expired): the answer record says which.
-        answer = callback_store.read(
-            collection.document(ids.document_id + callback_store.ANSWER_SUFFIX)
-        )
-        record = answer.to_dict() if answer.exists else None
-        if record is not None and callback_store.token_matches(
-            record.get("tokenHash"), callback_store.token_hash(token)
-        ):
-            form = _form_of(record)
-            title = form.title if form else "Already answered"
-            value = record.get("value")
-            shown = (form.label_of(value) if form else None) or str(value)
-            message = answered_message(shown, record.get("answeredAt"))
-            return "page_answered", 200, message_page(title, message)
-    return "page_unknown", 404, message_page("Unknown link", EXPIRED)
+        answered = _legacy_answer_page(runtime, ids, token, log)
+        if answered is not None:
+            return "page_answered", 200, answered
+    return "page_unknown", 404, message_page("Unknown link", UNKNOWN_LINK)
+
+
+def _answered_page(form: Form, stored: Mapping[str, Any]) -> str:
+    label = form.label_of(stored.get("value")) or str(stored.get("value"))
+    return message_page(form.title, answered_message(label, stored.get("receivedAt")))
+
+
+def _legacy_answer_page(
+    runtime: Runtime, ids: CallbackIds, token: str | None, log: dict[str, Any]
+) -> str | None:
+    """The "already answered" page from an answer record, when the callback document is gone.
+
+    Receivers before tombstones left ``{runID}_{step}.answer`` beside a page
+    answer, because the workflow then deleted the callback document; this
+    receiver writes none (the CONSUMED tombstone keeps the answer). Records
+    already written live until their TTL (CALLBACKS_TTL_SECONDS after their
+    registration), and this read can go one TTL after every stack runs it.
+    """
+    collection = runtime.client.collection(runtime.config.collection)
+    answer = callback_store.read(collection.document(ids.document_id + ANSWER_SUFFIX))
+    log["firestoreCalls"] = 2
+    record = answer.to_dict() if answer.exists else None
+    if record is None or not callback_store.token_matches(
+        record.get("tokenHash"), callback_store.token_hash(token)
+    ):
+        return None
+    form = _form_of(record)
+    title = form.title if form else "Already answered"
+    value = record.get("value")
+    shown = (form.label_of(value) if form else None) or str(value)
+    return message_page(title, answered_message(shown, record.get("answeredAt")))
 
 
 def _form_of(stored: Mapping[str, Any] | None) -> Form | None:
-    text = (stored or {}).get(callback_store.FORM_FIELD)
+    text = (stored or {}).get(FORM_FIELD)
     if not isinstance(text, str) or not text:
         return None
     try:

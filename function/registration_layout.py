@@ -4,7 +4,11 @@ A registration is two documents, created together in one Commit:
 
 - the callback document ``{runID}_{step}``: state ``WAITING``, the token,
   the page's form, the push endpoint (``forwardUrl``) and ``expireAt``. The
-  workflow reads it; the receiver turns it ``RECEIVED``.
+  workflow reads it; the receiver turns it ``RECEIVED``; the workflow then
+  leaves it as a tombstone until its TTL: ``CONSUMED`` (it took the
+  callback: ``consumedAt``, the payload dropped) or ``EXPIRED`` (it stopped
+  waiting: ``expiredAt``). The rest stays (token, fingerprint, value, form,
+  times), so the receiver can still answer whoever holds the token.
 - its key document ``{runID}_{step}.key.{key}``, where ``key`` is a hash of
   the token and the push endpoint (``registration_key``). It holds only
   ``expireAt``. Nobody can name it without the token, so its existence
@@ -39,6 +43,11 @@ from google.protobuf import timestamp_pb2
 
 WAITING = "WAITING"
 RECEIVED = "RECEIVED"
+# Tombstones, written by waitForResponse (workflow/callbacks.yaml).
+CONSUMED = "CONSUMED"
+EXPIRED = "EXPIRED"
+CONSUMED_AT_FIELD = "consumedAt"
+EXPIRED_AT_FIELD = "expiredAt"
 # Where getCallbackURL records the execution's native callback endpoint.
 FORWARD_URL_FIELD = "forwardUrl"
 # Where getCallbackURL records the page's form (JSON text; "" for none).
@@ -126,3 +135,10 @@ def rfc3339(stamp: Any) -> str:
     if isinstance(stamp, timestamp_pb2.Timestamp):
         return stamp.ToJsonString()
     return stamp.timestamp_pb().ToJsonString()
+
+
+def rfc3339_or_none(value: Any) -> str | None:
+    """A stored time field as ``rfc3339`` writes it; None if absent or not a Firestore time."""
+    if isinstance(value, timestamp_pb2.Timestamp) or hasattr(value, "timestamp_pb"):
+        return rfc3339(value)
+    return None

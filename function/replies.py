@@ -1,9 +1,9 @@
 """How the receiver answers: who asked (a machine or a person), and every error answer.
 
-A machine gets JSON, a person (``view=page``) a page; the one renderer here
-chooses by the request's audience, so no error can reach a person as JSON
-or a machine as HTML, and ``Allow`` always lists the methods of the path
-that was asked.
+A machine gets JSON, a person (``view=page``) a page, a status reader
+(``view=status``) JSON; the one renderer here chooses by the request's
+audience, so no error can reach a person as JSON or a machine as HTML, and
+``Allow`` always lists the methods of the path that was asked.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 import enum
 import json
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 import flask
@@ -20,24 +21,33 @@ from approval_page import html_response, is_page_request, message_page
 
 MACHINE_METHODS = ("GET", "POST", "PUT", "PATCH")
 PAGE_METHODS = ("GET", "HEAD", "POST")
+# The status only reads: a method that could carry a callback is refused
+# rather than taken as one.
+STATUS_VIEW = "status"
+STATUS_METHODS = ("GET",)
 RETRY_AFTER_SECONDS = 5
 # What a person reads for an unexpected error; a machine gets "internal error".
 PAGE_INTERNAL_ERROR = "Please try again in a minute."
 
 
 class Audience(enum.Enum):
-    """Who asked, decided once per request: a machine or a person on the page."""
+    """Who asked, decided once per request: a machine, a person on the page, a status reader."""
 
     MACHINE = "machine"
     PAGE = "page"
+    STATUS = "status"
 
     @classmethod
     def of(cls, request: flask.Request) -> Audience:
-        return cls.PAGE if is_page_request(request) else cls.MACHINE
+        if is_page_request(request):
+            return cls.PAGE
+        return cls.STATUS if request.args.get("view") == STATUS_VIEW else cls.MACHINE
 
     @property
     def methods(self) -> tuple[str, ...]:
-        return PAGE_METHODS if self is Audience.PAGE else MACHINE_METHODS
+        return {Audience.PAGE: PAGE_METHODS, Audience.STATUS: STATUS_METHODS}.get(
+            self, MACHINE_METHODS
+        )
 
 
 class Reply(Exception):
@@ -47,12 +57,21 @@ class Reply(Exception):
     was being read); it is then sent without reading the rest.
     """
 
-    def __init__(self, status: int, error: str, outcome: str, body_unread: bool = False) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        outcome: str,
+        body_unread: bool = False,
+        fields: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(error)
         self.status = status
         self.error = error
         self.outcome = outcome
         self.body_unread = body_unread
+        # More for a machine's JSON answer, beside "error" (410's expiredAt).
+        self.fields = dict(fields or {})
 
 
 def json_response(body: dict[str, Any], status: int = 200) -> flask.Response:
@@ -66,7 +85,7 @@ def error_response(reply: Reply, audience: Audience, request: flask.Request) -> 
         text = PAGE_INTERNAL_ERROR if reply.status == 500 else reply.error
         response = html_response(message_page("Something went wrong", text), reply.status)
     else:
-        response = json_response({"error": reply.error}, reply.status)
+        response = json_response({"error": reply.error, **reply.fields}, reply.status)
     if reply.body_unread:
         response = _answer_and_close(response, request)
     if reply.status == 405:

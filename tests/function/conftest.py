@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 import functions_framework
 import pytest
 from flask.testing import FlaskClient
+from google.cloud import firestore
 
 from infra.function_contract import DEFAULT_COLLECTION, ENTRY_POINT
 from local.receiver import FUNCTION_SOURCE
@@ -120,3 +121,39 @@ def register(firestore_client, callbacks, registrations) -> Callable[..., str]:
         return token
 
     return register
+
+
+@pytest.fixture
+def tombstone(firestore_client, callbacks) -> Callable[..., datetime]:
+    """tombstone("CONSUMED" | "EXPIRED", document_id): what waitForResponse leaves; returns when.
+
+    As the contract between the receiver and the subworkflows says: one
+    patch of the callback document at the version read, CONSUMED with
+    ``consumedAt`` and the payload deleted, EXPIRED with ``expiredAt``;
+    every other field stays.
+    """
+
+    def write(state: str, document_id: str = "run-1_approve") -> datetime:
+        document = callbacks.document(document_id)
+        version = document.get().update_time
+        now = datetime.now(UTC)
+        fields: dict[str, Any] = (
+            {"state": "CONSUMED", "consumedAt": now, "payload": firestore.DELETE_FIELD}
+            if state == "CONSUMED"
+            else {"state": "EXPIRED", "expiredAt": now}
+        )
+        document.update(fields, option=firestore_client.write_option(last_update_time=version))
+        if state == "CONSUMED":
+            # The emulator keeps a field the update mask names but the write
+            # omits; Firestore deletes it ("Fields referenced in the mask,
+            # but not present in the input document, are deleted",
+            # https://cloud.google.com/firestore/docs/reference/rest/v1/projects.databases.documents/patch).
+            # Leave what Firestore would (nothing else writes during a test;
+            # the emulator's set merges too, so delete and create).
+            kept = document.get().to_dict() or {}
+            kept.pop("payload", None)
+            document.delete()
+            document.create(kept)
+        return now
+
+    return write

@@ -106,7 +106,7 @@ def test_only_the_listed_choices_are_accepted(client, callbacks):
 
 
 def test_a_second_visit_says_already_answered_even_after_the_workflow_consumed_it(
-    client, callbacks
+    client, callbacks, tombstone
 ):
     register_page(callbacks)
     assert answer(client, "reject").status_code == 200
@@ -115,10 +115,49 @@ def test_a_second_visit_says_already_answered_even_after_the_workflow_consumed_i
     assert "Already answered: Reject \u2717" in revisit
     assert answer(client, "approve").status_code == 409  # a different answer later
 
-    callbacks.document("run-1_approve").delete()  # what waitForResponse does
+    tombstone("CONSUMED")  # what waitForResponse does
     consumed = client.get(page_url())
     assert consumed.status_code == 200
     assert "Already answered: Reject \u2717" in consumed.get_data(as_text=True)
+
+
+def test_an_answer_leaves_no_answer_record_beside_the_callback(client, callbacks):
+    # The CONSUMED tombstone keeps the answer until the TTL: a second
+    # document per answer would only repeat it.
+    register_page(callbacks)
+
+    assert answer(client, "reject").status_code == 200
+
+    assert [document.id for document in callbacks.stream()] == ["run-1_approve"]
+
+
+def test_an_answer_record_from_an_earlier_receiver_still_says_already_answered(client, callbacks):
+    """Migration: the receiver before tombstones kept the answer beside the callback.
+
+    Its workflow deleted the callback document; the record lives until its
+    TTL, and the page still reads it then, for its token only.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from infra.function_modules import function_module
+
+    token_hash = function_module("callback_store").token_hash
+    callbacks.document("run-1_approve.answer").set(
+        {
+            "value": "reject",
+            "form": json.dumps(FORM),
+            "answeredAt": datetime(2026, 11, 30, 9, 15, tzinfo=UTC),
+            "tokenHash": token_hash("t0ken"),
+            "expireAt": datetime.now(UTC) + timedelta(days=1),
+        }
+    )
+
+    shown = client.get(page_url())
+    stranger = client.get(page_url("wrong"))
+
+    assert shown.status_code == 200
+    assert "Already answered: Reject \u2717 (2026-11-30 09:15 UTC)." in shown.get_data(as_text=True)
+    assert stranger.status_code == 404
 
 
 @pytest.mark.parametrize("token", ["wrong", ""])
