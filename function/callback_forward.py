@@ -1,10 +1,13 @@
 """Push delivery: forward a stored callback to the waiting execution's own callback endpoint.
 
 The caller needs no Google credentials: the receiver stores the callback
-first (every guarantee of the poll protocol holds) and then POSTs it, as the
-JSON ``waitForResponse`` returns, to the native Workflows callback endpoint
-that ``getCallbackURL`` recorded with the registration, under the receiver's
-own identity. Rules (docs/protocol.md, "Push delivery"):
+first (every guarantee of the poll protocol holds) and then POSTs it to the
+native Workflows callback endpoint that ``getCallbackURL`` recorded with the
+registration, under the receiver's own identity. The event carries the
+payload string as stored and a proof that only the holder of the
+registration's token could compute over it (``forward_event``): anyone else
+who may send to the endpoint cannot pass a callback off as the receiver's.
+Rules (docs/protocol.md, "Push delivery"):
 
 - the target comes from the registration, never from the request, and must
   be this project's and region's Workflow Executions callback URL;
@@ -16,6 +19,9 @@ own identity. Rules (docs/protocol.md, "Push delivery"):
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -55,6 +61,37 @@ SEGMENT_BREAKERS = frozenset("/\\?#")
 DOT_SEGMENTS = frozenset({".", ".."})
 # Decoding stops here; an id still percent-encoded after this many passes is refused.
 MAX_DECODINGS = 4
+
+
+def proof(token: str, version: str, payload_json: str) -> str:
+    """Standard base64 (padded) of HMAC-SHA256 keyed by the token over version + "\n" + payload.
+
+    The workflow computes the same with hash.compute_hmac(text.encode(token),
+    text.encode(version + "\n" + payload), "SHA256") and base64.encode: over
+    the exact forwarded strings, so no JSON canonicalisation is involved.
+    """
+    message = f"{version}\n{payload_json}".encode()
+    digest = hmac.new(token.encode("utf-8"), message, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def forward_event(
+    run_id: str, step: str, payload_json: str, version: str, token: str
+) -> dict[str, str]:
+    """The forward's body (the contract between the receiver and waitForResponse).
+
+    ``payload_json`` is, byte for byte, the document's ``payload`` field, and
+    ``version`` the document's update time once it held it (the RECEIVED
+    version, as protobuf's Timestamp.ToJsonString prints it), which the
+    workflow's tombstone write takes as its precondition.
+    """
+    return {
+        "payload": payload_json,
+        "runID": run_id,
+        "step": step,
+        "version": version,
+        "proof": proof(token, version, payload_json),
+    }
 
 
 class ForwardConfigError(ValueError):
@@ -148,12 +185,12 @@ class Forwarder:
                 return f"the {name[:-1]} id is {problem}"
         return None
 
-    def forward(self, url: str, callback: Mapping[str, Any]) -> ForwardResult:
-        """POST ``callback`` as JSON to ``url``: checked, retried a bounded number of times."""
+    def forward(self, url: str, event: Mapping[str, Any]) -> ForwardResult:
+        """POST ``event`` as JSON to ``url``: checked, retried a bounded number of times."""
         problem = self.target_problem(url)
         if problem is not None:
             return ForwardResult("refused", detail=problem)
-        body = json.dumps(callback, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         status: int | None = None
         detail: str | None = None
         for attempt in range(1, ATTEMPTS + 1):

@@ -16,7 +16,7 @@ import flask
 
 import callback_store
 from callback_body import BodyError, DecodedTooLarge, UnsupportedEncoding, decode_content
-from callback_forward import Forwarder
+from callback_forward import Forwarder, forward_event
 from callback_request import BadRequest, BodyTooLarge, Callback, CallbackIds, parse_ids, read_body
 from callback_store import Outcome
 from receiver_config import Runtime
@@ -151,9 +151,17 @@ def forward(
     log: dict[str, Any],
 ) -> None:
     """Push the callback to the waiting execution, if its registration asked for push."""
-    if recorded.forward_url:
+    if recorded.forward_url and recorded.payload_json is not None and recorded.version:
         # Stored first, so the caller's 200 stands whatever the forward does:
         # a failed forward is found in Firestore at the end of the wait's slice.
-        ids_fields = {"runID": callback.ids.run_id, "step": callback.ids.step}
-        result = forwarder.forward(recorded.forward_url, {**callback.payload, **ids_fields})
+        # A forward_url is only set for a registered callback, so the token
+        # is the registration's (the Commit or the read proved it).
+        event = forward_event(
+            callback.ids.run_id,
+            callback.ids.step,
+            recorded.payload_json,
+            recorded.version,
+            callback.token or "",
+        )
+        result = forwarder.forward(recorded.forward_url, event)
         log.update(result.log_fields())

@@ -7,6 +7,8 @@ execution has finished", and never changes the caller's answer.
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import threading
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from infra.function_modules import function_module
+from local.registration import rfc3339
 
 PROJECT = "demo-workflow-callbacks"  # tests/conftest.py's TEST_PROJECT
 REGION = "local1"
@@ -249,6 +252,31 @@ def test_a_refused_target_is_never_contacted(forwarder, endpoint):
 
 
 # --- in the receiver ----------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def deletes_answered_like_firestore(monkeypatch):
+    """A delete's write result has no update time on Firestore; the emulator gives it one.
+
+    WriteResult.update_time: "Not set after a delete"
+    (https://cloud.google.com/firestore/docs/reference/rpc/google.firestore.v1#writeresult).
+    Answered as Firestore answers, a version taken from the wrong write of a
+    Commit cannot pass for the callback document's.
+    """
+    from google.cloud.firestore_v1.batch import WriteBatch
+    from google.cloud.firestore_v1.types import write
+
+    real_commit = WriteBatch.commit
+
+    def commit(self, *args, **kwargs):
+        deletes = [pb._pb.WhichOneof("operation") == "delete" for pb in self._write_pbs]
+        results = real_commit(self, *args, **kwargs)
+        return [
+            write.WriteResult() if deleted else r
+            for deleted, r in zip(deletes, results, strict=True)
+        ]
+
+    monkeypatch.setattr(WriteBatch, "commit", commit)
+
+
 @pytest.fixture
 def pushing_client(make_client, endpoint):
     return make_client(
@@ -262,18 +290,42 @@ def log_of(capsys) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-def test_the_receiver_stores_then_forwards_in_the_wait_result_shape(
+def proof_of(token: str, version: str, payload: str) -> str:
+    """What waitForResponse computes: hash.compute_hmac(token, version + "\\n" + payload)."""
+    message = (version + "\n" + payload).encode("utf-8")
+    return base64.b64encode(hmac.new(token.encode("utf-8"), message, "sha256").digest()).decode()
+
+
+def assert_proven_forward_of(event: dict, document, token: str) -> None:
+    """``event`` is the contract's forward of ``document``'s callback, as it is now stored."""
+    snapshot = document.get()
+    assert set(event) == {"payload", "runID", "step", "version", "proof"}
+    # Byte for byte the stored string, not a re-encoding of it.
+    assert event["payload"] == snapshot.get("payload")
+    assert event["version"] == rfc3339(snapshot.update_time)
+    assert event["proof"] == proof_of(token, event["version"], event["payload"])
+
+
+def test_the_receiver_stores_then_forwards_the_payload_with_its_version_and_proof(
     register, pushing_client, endpoint, callbacks, callback_url, capsys
 ):
     token = register(forward_url=endpoint.url())
     capsys.readouterr()
 
-    response = pushing_client.post(callback_url(token=token), json={"approved": True})
+    response = pushing_client.post(
+        callback_url(token=token), json={"approved": True, "by": "Zoë ✓", "n": 1.50}
+    )
 
     assert response.status_code == 200
     [request] = endpoint.seen
-    stored = json.loads(callbacks.document("run-1_approve").get().get("payload"))
-    assert request["body"] == {**stored, "runID": "run-1", "step": "approve"}
+    document = callbacks.document("run-1_approve")
+    assert_proven_forward_of(request["body"], document, token)
+    assert (request["body"]["runID"], request["body"]["step"]) == ("run-1", "approve")
+    assert json.loads(request["body"]["payload"])["body"] == {
+        "approved": True,
+        "by": "Zoë ✓",
+        "n": 1.5,
+    }
     entry = log_of(capsys)
     assert entry["firestoreCalls"] == 1  # the Commit proved the target: no read
     assert (entry["forward"], entry["forwardStatus"], entry["severity"]) == (
@@ -360,6 +412,8 @@ def test_a_tampered_cb_is_never_a_target(
         endpoint.url().removeprefix(endpoint.origin)
     ]
     assert log_of(capsys)["firestoreCalls"] == 3  # the failed Commit, a read, a Commit
+    # Stored by the read-decide-write Commit: its version, proven all the same.
+    assert_proven_forward_of(endpoint.seen[0]["body"], callbacks.document("run-1_approve"), token)
 
 
 def test_a_legacy_registration_forwards_to_its_stored_endpoint(
@@ -374,6 +428,7 @@ def test_a_legacy_registration_forwards_to_its_stored_endpoint(
     assert [request["path"] for request in endpoint.seen] == [
         endpoint.url().removeprefix(endpoint.origin)
     ]
+    assert_proven_forward_of(endpoint.seen[0]["body"], callbacks.document("run-1_approve"), token)
 
 
 def test_a_commit_whose_answer_was_lost_is_still_forwarded(
@@ -412,9 +467,62 @@ def test_a_commit_whose_answer_was_lost_is_still_forwarded(
         2,
     )
     assert len(endpoint.seen) == 1
+    # The version and payload the read found: the ones the Commit wrote.
+    assert_proven_forward_of(endpoint.seen[0]["body"], callbacks.document("run-1_approve"), token)
     # A later retry is an ordinary duplicate: not forwarded again.
     assert pushing_client.post(callback_url(token=token), json={"n": 1}).status_code == 200
     assert len(endpoint.seen) == 1
+
+
+def test_a_retry_whose_commit_got_no_answer_forwards_the_stored_callback_not_its_own(
+    register, pushing_client, endpoint, callbacks, callback_url, capsys, monkeypatch
+):
+    """The retry's Commit was not applied, but it cannot know: it forwards what is stored.
+
+    The stored payload is the first attempt's (its headers differ from the
+    retry's), and the proof must cover that string, which the workflow gets.
+    """
+    from google.api_core import exceptions
+    from google.cloud.firestore_v1.batch import WriteBatch
+
+    token = register(forward_url=endpoint.url())
+    first = pushing_client.post(
+        callback_url(token=token), json={"n": 1}, headers={"User-Agent": "first/1"}
+    )
+    assert first.status_code == 200
+
+    def unanswered(self, *args, **kwargs):
+        raise exceptions.DeadlineExceeded("no answer")
+
+    monkeypatch.setattr(WriteBatch, "commit", unanswered)
+    capsys.readouterr()
+
+    retry = pushing_client.post(
+        callback_url(token=token), json={"n": 1}, headers={"User-Agent": "retry/2"}
+    )
+
+    assert retry.status_code == 200
+    assert log_of(capsys)["outcome"] == "duplicate"
+    first_forward, second_forward = (request["body"] for request in endpoint.seen)
+    assert second_forward == first_forward
+    assert json.loads(second_forward["payload"])["headers"]["user-agent"] == "first/1"
+    assert_proven_forward_of(second_forward, callbacks.document("run-1_approve"), token)
+
+
+def test_a_page_answer_is_forwarded_with_its_proof(register, pushing_client, endpoint, callbacks):
+    form = {"title": "Deploy", "choices": [{"value": "approve", "label": "Approve"}]}
+    token = register(forward_url=endpoint.url(), form_json=json.dumps(form))
+
+    response = pushing_client.post(
+        f"/?runID=run-1&step=approve&token={token}&view=page",
+        data={"choice": "approve"},
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    assert response.status_code == 200
+    [request] = endpoint.seen
+    assert_proven_forward_of(request["body"], callbacks.document("run-1_approve"), token)
+    assert json.loads(request["body"]["payload"])["value"] == "approve"
 
 
 def test_a_url_from_the_request_is_never_a_target(
