@@ -114,14 +114,15 @@ def test_an_old_url_cannot_answer_a_later_registration_of_the_same_step(
 ):
     """The key document of a registration that timed out outlives it (until its TTL).
 
-    waitForResponse deletes only the callback document when it times out. If
-    the execution then registers the same step again, the old URL still
-    names an existing key document; the Commit's second precondition (the
-    callback document is the version created at ``reg``) refuses it.
+    A wait that times out leaves only the callback document behind it (a
+    tombstone) and the key. If the callback document is then gone and the
+    execution registers the same step again, the old URL still names an
+    existing key document; the Commit's second precondition (the callback
+    document is the version created at ``reg``) refuses it.
     """
     old_token = register()
     old_url = callback_url(token=old_token)
-    callbacks.document("run-1_approve").delete()  # the wait timed out
+    callbacks.document("run-1_approve").delete()  # timed out, then gone
     new_token = register()
 
     code, entry = post(client, old_url, {"late": True}, capsys)
@@ -132,11 +133,13 @@ def test_an_old_url_cannot_answer_a_later_registration_of_the_same_step(
     assert client.post(callback_url(token=new_token), json={"n": 1}).status_code == 200
 
 
-def test_a_callback_for_a_registration_that_timed_out_is_404(
+def test_a_callback_for_a_registration_whose_document_is_gone_is_404(
     client, register, callback_url, callbacks, capsys
 ):
+    # The TTL removed the EXPIRED tombstone (or a workflow before tombstones
+    # deleted the document when it timed out); the key document stays.
     url = callback_url(token=register())
-    callbacks.document("run-1_approve").delete()  # the wait timed out; the key stays
+    callbacks.document("run-1_approve").delete()
 
     code, entry = post(client, url, {"late": True}, capsys)
 

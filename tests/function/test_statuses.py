@@ -42,30 +42,30 @@ def test_retry_with_the_same_payload_is_200_and_changes_nothing(
     assert after.to_dict() == before.to_dict()
 
 
-def test_retry_after_the_workflow_consumed_the_callback_is_404(
-    callback_url, client, register, callbacks
-):
+def test_retry_once_the_document_is_gone_is_404(callback_url, client, register, callbacks):
     token = register()
     url = callback_url(token=token)
     assert client.post(url, json={"a": 1}).status_code == 200
-    callbacks.document("run-1_approve").delete()  # what waitForResponse does on receipt
+    # Firestore's TTL removed the tombstone, or a waitForResponse from before
+    # tombstones deleted the document on receipt (test_tombstones.py has the rest).
+    callbacks.document("run-1_approve").delete()
 
     retry = client.post(url, json={"a": 1})
 
-    # docs/protocol.md: the receiver cannot tell consumed from never registered.
+    # docs/protocol.md: with no document, consumed cannot be told from never registered.
     assert retry.status_code == 404
     assert retry.get_json() == {"error": "no callback is registered for this runID and step"}
     assert not callbacks.document("run-1_approve").get().exists
 
 
-def test_retry_after_consumption_with_unregistered_allowed_is_a_new_tokenless_callback(
+def test_retry_once_the_document_is_gone_with_unregistered_allowed_is_a_new_tokenless_callback(
     callback_url, make_client, register, callbacks
 ):
     client = make_client(CALLBACKS_ALLOW_UNREGISTERED="true", CALLBACKS_TTL_SECONDS="3600")
     token = register()
     url = callback_url(token=token)
     assert client.post(url, json={"a": 1}).status_code == 200
-    callbacks.document("run-1_approve").delete()
+    callbacks.document("run-1_approve").delete()  # the TTL, or a workflow before tombstones
 
     assert client.post(url, json={"a": 1}).status_code == 200
 
