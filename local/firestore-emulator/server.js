@@ -26,7 +26,10 @@
 // applying any write, so a failed precondition applies nothing either (the
 // package applies writes one by one and ignores update_time), and stamps each
 // commit with a time strictly after the previous one's, so two versions of a
-// document never share an update time (see CommitDate).
+// document never share an update time (see CommitDate). And a committed
+// update drops the fields Firestore would drop: a set() replaces the
+// document, a masked field the write leaves out is deleted
+// (dropUnwrittenFields).
 // Node runs one callback at a time and the package's Commit is synchronous, so
 // check-then-apply is atomic. Not modelled: phantom reads (a document that
 // starts matching a query read in a transaction) and lock waiting.
@@ -157,6 +160,32 @@ function preconditionError(state, writes) {
   return null;
 }
 
+// Firestore's update semantics, which the package lacks (it only ever sets
+// the fields a write carries). From the v1 Write reference
+// (https://cloud.google.com/firestore/docs/reference/rest/v1/Write): with an
+// updateMask, "fields referenced in the mask, but not present in the input
+// document, are deleted from the document on the server"; without one, an
+// update replaces the document, so fields it does not carry are gone too (the
+// client library's set() without merge, a workflow's tombstone patch). Only
+// top-level field paths are modelled, which is all this project writes; a
+// dotted path is left to the package.
+function dropUnwrittenFields(state, writes) {
+  for (const write of writes) {
+    if (!write.has_update) continue;
+    const document = state.getDocument(write.update.name);
+    if (!document.metadata.hasExist) continue;
+    const carried = new Set(write.update.fields ? write.update.fields.keys() : []);
+    for (const transform of write.update_transforms ?? []) carried.add(transform.field_path);
+    const masked = write.has_update_mask ? write.update_mask.field_paths : null;
+    const candidates = masked ? masked.filter((path) => !path.includes(".")) : Object.keys(document.fields);
+    const dropped = new Set(candidates.filter((name) => !carried.has(name)));
+    if (dropped.size === 0) continue;
+    document.fields = Object.fromEntries(
+      Object.entries(document.fields).filter(([name]) => !dropped.has(name)),
+    );
+  }
+}
+
 // Real Firestore never gives two versions of a document the same update
 // time. The package stamps a commit with new Date(), at millisecond
 // resolution, so back-to-back commits could share one, and an update_time
@@ -273,7 +302,12 @@ function isolatedService({ definition, implementation, state }) {
         return;
       }
       try {
-        withCommitClock(() => implementation.Commit(call, callback));
+        withCommitClock(() =>
+          implementation.Commit(call, (error, response) => {
+            if (!error) dropUnwrittenFields(state, writes);
+            callback(error, response);
+          }),
+        );
       } finally {
         // Conservatively count every write as applied, even if the package
         // failed part way: a spurious ABORTED is retried, a missed one is a

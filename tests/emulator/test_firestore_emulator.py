@@ -169,3 +169,20 @@ def test_firestore_emulator_reuses_the_configured_host(firestore_emulator_host):
     assert os.environ[ENV_HOST] == firestore_emulator_host
     with firestore_emulator() as host:
         assert host == firestore_emulator_host
+
+
+def test_set_replaces_the_document_as_firestore_does(firestore_client):
+    # The npm package merges a set() into what is there; Firestore replaces.
+    ref = firestore_client.collection("writes").document("replace")
+    ref.set({"state": "WAITING", "token": "t"})
+    ref.set({"state": "RECEIVED"})
+    assert ref.get().to_dict() == {"state": "RECEIVED"}
+
+
+def test_a_masked_field_the_write_leaves_out_is_deleted(firestore_client):
+    # A tombstone patch names payload in its mask and leaves it out: Firestore
+    # deletes it, and keeps every field the mask does not name.
+    ref = firestore_client.collection("writes").document("mask")
+    ref.set({"state": "RECEIVED", "payload": "{}", "token": "t"})
+    ref.update({"state": "CONSUMED", "payload": firestore.DELETE_FIELD})
+    assert ref.get().to_dict() == {"state": "CONSUMED", "token": "t"}
