@@ -48,20 +48,30 @@ def _verify(options: argparse.Namespace) -> int:
 
 
 def _url(options: argparse.Namespace) -> int:
-    from ops.cloud import registered_url, registration_reader
+    from ops.cloud import registration, registration_reader
 
     outputs = _outputs(options)
     run_id = options.execution.rsplit("/", 1)[-1]
-    url = registered_url(registration_reader(outputs), outputs, run_id, options.step)
+    url, state = registration(registration_reader(outputs), outputs, run_id, options.step)
     if url is None:
         raise OpsError(
             f"no registration of step {options.step!r} for execution {options.execution} in "
             f"{outputs.database}/{outputs.collection}",
             "check the execution id and step; the workflow may not have reached "
-            "getCallbackURL yet, or the callback was already taken",
+            "getCallbackURL yet, or Firestore's TTL removed the registration (ttlSeconds)",
         )
+    if state in FINISHED_STATES:
+        print(f"note: {FINISHED_STATES[state]}", file=sys.stderr)
     print(url)
     return 0
+
+
+# What a caller of a URL whose wait is over gets (docs/protocol.md, Answers).
+FINISHED_STATES = {
+    "CONSUMED": "the workflow already took this callback: the same callback again gets 200 "
+    "(already delivered), another one 409",
+    "EXPIRED": "the workflow stopped waiting (timeout): a callback now gets 410 Gone",
+}
 
 
 def _outputs(options: argparse.Namespace) -> StackOutputs:

@@ -46,8 +46,15 @@ def registered_url(
     reader: RegistrationReader, outputs: StackOutputs, run_id: str, step: str
 ) -> str | None:
     """The URL of a registration, or None; a refused read says which role is missing."""
+    return registration(reader, outputs, run_id, step)[0]
+
+
+def registration(
+    reader: RegistrationReader, outputs: StackOutputs, run_id: str, step: str
+) -> tuple[str | None, str | None]:
+    """A registration's URL and state, or (None, None)."""
     try:
-        return reader.url(run_id, step)
+        return reader.registered(run_id, step)
     except google_errors.PermissionDenied as error:
         raise OpsError(
             f"your credentials may not read Firestore database {outputs.database}: "

@@ -82,10 +82,24 @@ class RegistrationReader:
         self._function_url = function_url
 
     def url(self, run_id: str, step: str) -> str | None:
+        return self.registered(run_id, step)[0]
+
+    def registered(self, run_id: str, step: str) -> tuple[str | None, str | None]:
+        """The callback URL and the registration's state (WAITING, RECEIVED, CONSUMED...)."""
         snapshot = self._documents.document(f"{run_id}_{step}").get()
         if not snapshot.exists:
-            return None
+            return None, None
         fields = snapshot.to_dict() or {}
+        state = fields.get("state")
+        return self._url(run_id, step, snapshot, fields), state if isinstance(state, str) else None
+
+    def _url(
+        self,
+        run_id: str,
+        step: str,
+        snapshot: firestore.DocumentSnapshot,
+        fields: dict[str, Any],
+    ) -> str | None:
         token = fields.get(TOKEN_FIELD)
         if not isinstance(token, str):
             return None

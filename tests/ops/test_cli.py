@@ -137,3 +137,33 @@ def test_the_outputs_ops_reads_are_the_ones_the_program_exports() -> None:
     from ops.stack_outputs import REQUIRED
 
     assert {*REQUIRED, "project", "region"} <= set(CallbackBridge.OUTPUTS)
+
+
+def test_url_of_a_consumed_registration_says_what_a_caller_gets(
+    repo_root: Path,
+    firestore_emulator_host: str,
+    firestore_client,
+    firestore_database: str,
+    gcp_project: str,
+) -> None:
+    registration = Registration("run-9_approval", "t" * 64)
+    batch = firestore_client.batch()
+    for document_id, fields in registration.documents(
+        datetime.now(UTC), timedelta(hours=1)
+    ).items():
+        batch.create(
+            firestore_client.collection("workflow_callbacks").document(document_id), fields
+        )
+    batch.commit()
+    firestore_client.collection("workflow_callbacks").document("run-9_approval").update(
+        {"state": "CONSUMED"}
+    )
+    outputs = json.dumps(
+        {**OUTPUTS, "project": gcp_project, "region": "r", "firestoreDatabase": firestore_database}
+    )
+
+    done = ops(repo_root, "url", "run-9", "approval", "--outputs", "-", stdin=outputs)
+
+    assert done.returncode == 0, done.stderr
+    assert "token=" + "t" * 64 in done.stdout
+    assert "note: the workflow already took this callback" in done.stderr
