@@ -2,8 +2,8 @@
 
 workflows-emulator sends ``googleapis.firestore.v1...`` connector calls to the
 real Firestore REST API. The emulators on this machine speak gRPC only, so this
-bridge answers the four REST methods the subworkflows use (``get``,
-``createDocument``, ``delete``, ``commit``) with gRPC calls. REST and gRPC share the same
+bridge answers the REST methods the subworkflows use (``get``,
+``createDocument``, ``delete``, ``commit``, ``patch``) with gRPC calls. REST and gRPC share the same
 protos, so ``google.protobuf.json_format`` converts documents both ways, and
 errors become ``requests.HTTPError`` with the HTTP status and the Google error
 body Firestore's REST API gives; workflows-emulator turns those into Workflows
@@ -12,6 +12,14 @@ error maps (``code``, ``tags``, ``body``) as the real connector does.
 Only Commit and BatchGetDocuments are used: the npm emulator implements no
 other document RPC, and on real Firestore the REST methods are exactly these
 writes (with an ``exists`` precondition for createDocument) and reads.
+
+``patch`` answers with the whole document as written, which its Write does
+not return, and the bridge never reads a write back (someone may change the
+document the moment it is written). So it reads first, computes what
+Firestore stores (``updateMask`` semantics, nested paths included), and
+writes exactly that, replacing the document, in one Commit conditioned on
+the version it read (or on the caller's own precondition), reading again if
+someone wrote in between.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from google.cloud.firestore_v1.types import write as write_types
 from google.protobuf import json_format, timestamp_pb2
 
 CONNECTOR_PREFIX = "googleapis.firestore.v1.projects.databases.documents."
-METHODS = ("get", "createDocument", "delete", "commit")
+METHODS = ("get", "createDocument", "delete", "commit", "patch")
 REST_ROOT = "https://firestore.googleapis.com/v1/"
 
 # The emulators accept this as an all-powerful credential (rules are bypassed),
@@ -49,6 +57,8 @@ _DOCUMENT_NAME = re.compile(r"^projects/([^/]+)/databases/([^/]+)/documents/(.+)
 _ROOT = re.compile(r"^projects/([^/]+)/databases/([^/]+)/documents$")
 _AUTO_ID_ALPHABET = string.ascii_letters + string.digits
 _TIMEOUT_SECONDS = 30.0
+# Rounds of patch's read and conditional write while others keep writing.
+_PATCH_ROUNDS = 5
 
 
 class FirestoreRestBridge:
@@ -142,7 +152,7 @@ class FirestoreRestBridge:
             raise fault.error(resource)
         return answer
 
-    # -- the four REST methods -------------------------------------------
+    # -- the REST methods ------------------------------------------------
 
     def _get(self, args: dict[str, Any]) -> dict[str, Any]:
         name = _document_name(args)
@@ -212,7 +222,71 @@ class FirestoreRestBridge:
         )
         return _to_json(firestore_types.CommitResponse.pb(response))
 
+    def _patch(self, args: dict[str, Any]) -> dict[str, Any]:
+        """REST's documents.patch: update or insert one document, as Firestore does.
+
+        https://cloud.google.com/firestore/docs/reference/rest/v1/projects.databases.documents/patch:
+        with ``updateMask`` only the fields it names change ("Fields referenced
+        in the mask, but not present in the input document, are deleted";
+        others are left unchanged), without one the body replaces the
+        document; ``currentDocument`` is a precondition (a failed updateTime
+        is FAILED_PRECONDITION, HTTP 400; exists: true on a missing document
+        NOT_FOUND, 404). Answers the document as written (``mask`` applies).
+        """
+        name = _document_name(args)
+        body = dict(args.get("body") or {})
+        new_fields = _document_pb(name, {"fields": body.get("fields") or {}})
+        update_mask = _field_paths(args, "updateMask.fieldPaths")
+        condition = _precondition(args, name)
+        for _ in range(_PATCH_ROUNDS):
+            stored = self._read_pb(name)
+            if stored is None and condition is not None and condition.get("exists") is True:
+                raise http_error(404, "NOT_FOUND", f"No document to update: {name}", name)
+            written = _patched_document(name, stored, new_fields, update_mask)
+            # The caller's updateTime or exists: false decides alone; otherwise
+            # the write requires the version read, so nothing is lost in between.
+            decisive = condition is not None and condition.get("exists") is not True
+            own_condition = condition if condition is not None and decisive else _version_of(stored)
+            writes = _patch_writes(written, own_condition)
+            try:
+                when = self._commit_writes(name, writes)
+            except api_exceptions.FailedPrecondition:
+                if decisive:
+                    raise  # the caller's own precondition: Firestore's answer
+                continue  # written in between by someone else: read again
+            except api_exceptions.AlreadyExists as error:
+                message = f"Document already exists: {name}"
+                raise http_error(409, "ALREADY_EXISTS", message, name) from error
+            written.create_time.CopyFrom(stored.create_time if stored is not None else when)
+            written.update_time.CopyFrom(when)
+            return _masked(_to_json(written), _field_paths(args, "mask.fieldPaths"))
+        message = "The document kept changing (local bridge); try again."
+        raise http_error(409, "ABORTED", message, name)
+
     # -- gRPC plumbing ---------------------------------------------------
+
+    def _commit_writes(self, name: str, writes: list[Any]) -> Any:
+        """Apply ``writes`` in one Commit; returns its time (a protobuf Timestamp)."""
+        response = self._client.commit(
+            request={"database": _database(name), "writes": writes},
+            retry=None,
+            timeout=_TIMEOUT_SECONDS,
+            metadata=_EMULATOR_METADATA,
+        )
+        return firestore_types.CommitResponse.pb(response).commit_time
+
+    def _read_pb(self, name: str) -> Any:
+        """The stored document as a protobuf Document, or None."""
+        responses = self._client.batch_get_documents(
+            request={"database": _database(name), "documents": [name]},
+            retry=None,
+            timeout=_TIMEOUT_SECONDS,
+            metadata=_EMULATOR_METADATA,
+        )
+        for response in responses:
+            if "found" in response:
+                return document_types.Document.pb(response.found)
+        return None
 
     def _set_precondition(self, write: write_types.Write, args: dict[str, Any], name: str) -> None:
         exists = args.get("currentDocument.exists")
@@ -281,6 +355,68 @@ def _from_grpc(error: api_exceptions.GoogleAPICallError, resource: str) -> reque
     status = error.code if isinstance(error.code, int) else 500
     grpc_status = error.grpc_status_code.name if error.grpc_status_code else "UNKNOWN"
     return http_error(status, grpc_status, error.message or str(error), resource)
+
+
+def _precondition(args: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The caller's currentDocument, as {"exists": bool} or {"updateTime": str}, or None."""
+    exists = args.get("currentDocument.exists")
+    update_time = args.get("currentDocument.updateTime")
+    if exists is not None and update_time is not None:
+        message = "Only one of currentDocument.exists and currentDocument.updateTime."
+        raise http_error(400, "INVALID_ARGUMENT", message, name)
+    if exists is not None:
+        return {"exists": _boolean(exists)}
+    if update_time is not None:
+        return {"updateTime": str(update_time)}
+    return None
+
+
+def _version_of(stored: Any) -> dict[str, Any]:
+    """The precondition "still the version read": absent, or that update time."""
+    if stored is None:
+        return {"exists": False}
+    return {"updateTime": stored.update_time.ToJsonString()}
+
+
+def _patched_document(name: str, stored: Any, new: Any, update_mask: list[str] | None) -> Any:
+    """What Firestore stores for a patch of ``stored`` (None: absent) with ``new``'s fields."""
+    document = document_types.Document.pb(document_types.Document(name=name))
+    if update_mask is None:
+        document.fields.MergeFrom(new.fields)  # the body replaces the document
+        return document
+    if stored is not None:
+        document.fields.MergeFrom(stored.fields)
+    for path in update_mask:
+        _set_path(document.fields, new.fields, path.split("."))
+    return document
+
+
+def _set_path(target: Any, source: Any, parts: list[str]) -> None:
+    """Copy the field at ``parts`` from ``source`` to ``target`` (maps), or delete it there."""
+    head, rest = parts[0], parts[1:]
+    if not rest:
+        if head in source:
+            target[head].CopyFrom(source[head])
+        elif head in target:
+            del target[head]
+        return
+    inner = source[head].map_value.fields if head in source else None
+    if inner is None and head not in target:
+        return
+    target[head].map_value.SetInParent()
+    _set_path(target[head].map_value.fields, inner if inner is not None else {}, rest)
+
+
+def _patch_writes(written: Any, condition: dict[str, Any]) -> list[Any]:
+    """The Commit's one write: the whole document as Firestore stores it, under ``condition``.
+
+    Without an update mask a Write replaces the document (the local
+    emulator does too: local/firestore-emulator/server.js, dropUnwrittenFields).
+    """
+    update = write_types.Write.pb(write_types.Write())
+    update.update.CopyFrom(written)
+    json_format.ParseDict(condition, update.current_document)
+    return [update]
 
 
 def _flatten(args: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -119,3 +119,107 @@ def test_injected_faults_look_like_firestore_errors(bridge, root):
     assert status_of(bridge, "get", name=f"{root}/c/d") == (503, "UNAVAILABLE")
     assert status_of(bridge, "get", name=f"{root}/c/d") == (503, "UNAVAILABLE")
     assert status_of(bridge, "get", name=f"{root}/c/d") == (404, "NOT_FOUND")
+
+
+# --- documents.patch: Firestore's semantics, which the npm emulator lacks --------
+def tombstone(update_time: str | None = None, **precondition) -> dict:
+    """What waitForResponse writes: CONSUMED, the payload dropped (in the mask, not the body)."""
+    args: dict = {
+        "updateMask": {"fieldPaths": ["state", "consumedAt", "payload"]},
+        "body": {
+            "fields": {
+                "state": {"stringValue": "CONSUMED"},
+                "consumedAt": {"timestampValue": "2026-01-02T03:04:06Z"},
+            }
+        },
+    }
+    if update_time is not None:
+        precondition["updateTime"] = update_time
+    if precondition:
+        args["currentDocument"] = precondition
+    return args
+
+
+RECEIVED = {
+    "fields": {
+        "state": {"stringValue": "RECEIVED"},
+        "payload": {"stringValue": '{"body": 1}'},
+        "token": {"stringValue": "t"},
+        "m": {"mapValue": {"fields": {"k": {"stringValue": "a"}, "o": {"stringValue": "b"}}}},
+    }
+}
+
+
+def test_patch_with_an_update_mask_sets_deletes_and_keeps_as_firestore_does(
+    bridge, root, firestore_client
+):
+    created = call(
+        bridge, "createDocument", parent=root, collectionId="c", documentId="p", body=RECEIVED
+    )
+
+    written = call(bridge, "patch", name=created["name"], **tombstone(created["updateTime"]))
+
+    stored = firestore_client.document("c/p").get()
+    # In the mask and the body: set; in the mask only: deleted; not in the mask: kept.
+    assert stored.to_dict()["state"] == "CONSUMED"
+    assert "payload" not in stored.to_dict()
+    assert stored.to_dict()["token"] == "t"
+    assert stored.to_dict()["m"] == {"k": "a", "o": "b"}
+    assert written["fields"] == call(bridge, "get", name=created["name"])["fields"]
+    assert written["updateTime"] != created["updateTime"]
+    assert written["createTime"] == created["createTime"]  # as Firestore answers it
+    # A nested path deletes inside the map only; without a mask the body replaces all.
+    call(bridge, "patch", name=created["name"], **{"updateMask.fieldPaths": ["m.k"]}, body={})
+    assert firestore_client.document("c/p").get().to_dict()["m"] == {"o": "b"}
+    call(bridge, "patch", name=created["name"], body={"fields": {"only": {"integerValue": "1"}}})
+    assert firestore_client.document("c/p").get().to_dict() == {"only": 1}
+
+
+def test_patch_preconditions_answer_as_firestore_does(bridge, root, firestore_client):
+    created = call(
+        bridge, "createDocument", parent=root, collectionId="c", documentId="q", body=RECEIVED
+    )
+    name = created["name"]
+
+    # Another version than the stored one: FAILED_PRECONDITION (HTTP 400), nothing written.
+    assert status_of(bridge, "patch", name=name, **tombstone("1970-01-01T00:00:00Z")) == (
+        400,
+        "FAILED_PRECONDITION",
+    )
+    assert firestore_client.document("c/q").get().to_dict()["state"] == "RECEIVED"
+    # Must exist, and does not: NOT_FOUND (404); must not exist, and does: 409.
+    missing = f"{root}/c/missing"
+    assert status_of(bridge, "patch", name=missing, **tombstone(exists=True)) == (404, "NOT_FOUND")
+    assert not firestore_client.document("c/missing").get().exists
+    assert status_of(bridge, "patch", name=name, **tombstone(exists=False)) == (
+        409,
+        "ALREADY_EXISTS",
+    )
+    # Without a precondition a patch inserts; exists: true updates what is there.
+    call(bridge, "patch", name=missing, **tombstone())
+    assert firestore_client.document("c/missing").get().to_dict()["state"] == "CONSUMED"
+    call(bridge, "patch", name=name, **tombstone(exists=True))
+    assert "payload" not in firestore_client.document("c/q").get().to_dict()
+    assert bridge.calls["patch"] == 5
+
+
+def test_patch_reads_again_when_someone_writes_in_between(bridge, root, firestore_client):
+    class Interleaved(type(bridge)):
+        """Someone else's write lands between the bridge's read and its write, once."""
+
+        def _read_pb(self, name):
+            stored = super()._read_pb(name)
+            if not getattr(self, "interfered", False):
+                self.interfered = True
+                firestore_client.document("c/r").update({"other": "theirs"})
+            return stored
+
+    created = call(
+        bridge, "createDocument", parent=root, collectionId="c", documentId="r", body=RECEIVED
+    )
+    with Interleaved(bridge.host) as interleaved:
+        call(interleaved, "patch", name=created["name"], **tombstone())
+
+    stored = firestore_client.document("c/r").get().to_dict()
+    assert stored["other"] == "theirs"  # not lost to the patch's read-modify-write
+    assert stored["state"] == "CONSUMED" and "payload" not in stored
