@@ -112,12 +112,14 @@ class CallbackApi:
             self._endpoints[path] = _Endpoint(execution, http_callback_method.upper())
         return {"url": self.origin + path}
 
-    def await_callback(self, callback: dict, timeout: float, clock: Clock) -> dict:
+    def await_callback(self, callback: dict, timeout: Any, clock: Clock) -> dict:
         """events.await_callback: the next buffered request.
 
         Raises TimeoutError after ``timeout`` seconds, which workflows-emulator
-        tags ``TimeoutError``, as Workflows tags an await that times out.
+        tags ``TimeoutError``, as Workflows tags an await that times out; a
+        timeout that is not a positive number is refused (check_await_timeout).
         """
+        timeout = check_await_timeout(timeout)
         path = urlsplit(str(callback.get("url", ""))).path
         with self._arrived:
             endpoint = self._endpoints.get(path)
@@ -188,6 +190,26 @@ class CallbackApi:
             endpoint.received.append(event)
             self._arrived.notify_all()
         return HTTPStatus.OK, {}
+
+
+def check_await_timeout(timeout: Any) -> float:
+    """The timeout of events.await_callback, refused where Google's reference is silent.
+
+    https://cloud.google.com/workflows/docs/reference/stdlib/events/await_callback
+    types ``timeout`` as a float, "the maximum request timeout in seconds
+    (default: 43200.0)", and raises TypeError for invalid input types and
+    ValueError for invalid input values. It gives no meaning to a timeout of
+    0 or less, so the stand-in refuses one (ValueError) instead of timing
+    out at once: a workflow that computes its timeout must keep it positive.
+    A non-number (a bool included) is a TypeError.
+    """
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(
+            f"events.await_callback: timeout must be a number, got {type(timeout).__name__}"
+        )
+    if not timeout > 0:
+        raise ValueError(f"events.await_callback: timeout must be greater than 0, got {timeout}")
+    return float(timeout)
 
 
 def _wait(

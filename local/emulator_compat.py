@@ -60,10 +60,16 @@ Patched here, by ``real_workflows_semantics()``:
    test_workflows_literal_is_undefined[null], [true] and [false].
 18. ``library["hash"]``: upstream has no ``hash`` module; Workflows'
    ``hash.compute_checksum(data, algorithm)`` (bytes in, bytes out; MD5,
-   SHA1, SHA224, SHA256, SHA384, SHA512) computes the registration's key.
-   Canary: test_hash_module_is_missing.
+   SHA1, SHA224, SHA256, SHA384, SHA512) computes the registration's key,
+   and ``hash.compute_hmac(key, data, algorithm)`` checks a forwarded
+   event's proof. Canary: test_hash_module_is_missing.
+19. ``render.run_code``: Workflows' expression helper ``if(condition,
+   ifTrue, ifFalse)`` is a SyntaxError, ``if`` being a Python keyword (the
+   emulator's own ``if`` helper can never be called). The patch renames the
+   call (outside string literals) to a function that behaves as documented.
+   Canary: test_if_is_a_syntax_error.
 
-(18 was added after 9-17, hence its number.)
+(18 and 19 were added after 9-17, hence their numbers.)
 
 Patched by the runner (``_patched_emulator``) for one run; 9-14 are hooks, not
 gaps, and 15-16 are hooks that also close gaps:
@@ -78,8 +84,9 @@ gaps, and 15-16 are hooks that also close gaps:
 12. ``emulator.sleep`` (the time.sleep of ``retry`` backoff): hook: the
     run's clock sleeps. No canary.
 13. ``sys_utils.now``: hook: the run's clock. No canary.
-14. ``sys_utils.sleep``: hook: the run's clock sleeps (a negative length
-    still raises ValueError, as time.sleep does upstream). No canary.
+14. ``sys_utils.sleep``: hook: the run's clock sleeps, for lengths Google's
+    reference describes only (a number from 0 to a year; otherwise
+    TypeError or ValueError, see ``check_sleep_seconds``). No canary.
 15. ``sys_utils.sleep_until``: hook: waits on the run's clock. Gaps it also
     closes: (a) upstream parses only "%Y-%m-%dT%H:%M:%S.%fZ", refusing ISO
     8601 without fractional seconds (Workflows' own example
@@ -98,9 +105,14 @@ gaps, and 15-16 are hooks that also close gaps:
 
 17. ``render.STANDARD_LIBRARY["events"]``: hook: upstream has no ``events``
     module; ``events.create_callback_endpoint`` and ``events.await_callback``
-    are served by local/callback_api.py (push delivery). No canary.
+    are served by local/callback_api.py (push delivery), which refuses a
+    timeout Google's reference gives no meaning (0 or less). No canary.
+20. ``emulator.StepRetry.execute`` and 21. ``emulator.execute_step``: hook:
+    count each retry attempt (and each call of the retry predicate) as a
+    step, as Workflows bills them; upstream runs the attempts outside the
+    step loop that ``get_step`` (11) counts. No canary.
 
-The pure hooks (9-14, 17) have no canary: they are what the local stack adds (a
+The pure hooks (9-14, 17, 20, 21) have no canary: they are what the local stack adds (a
 local Firestore, a virtual clock, counters, surfaced URLs), not upstream
 errors, so no upstream release can make them redundant. The hooks of 15 and 16
 stay even when their canaries fail; only the gaps leave their entries.
@@ -117,6 +129,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import re
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -239,7 +252,56 @@ def compute_checksum(data: Any, algorithm: Any) -> bytes:
     return hashlib.new(HASH_ALGORITHMS[algorithm], data).digest()
 
 
-HASH_MODULE = SimpleNamespace(compute_checksum=compute_checksum)
+def compute_hmac(key: Any, data: Any, algorithm: Any) -> bytes:
+    """Workflows' hash.compute_hmac(key, data, algorithm), errors as documented.
+
+    https://cloud.google.com/workflows/docs/reference/stdlib/hash/compute_hmac:
+    key and data are bytes (else TypeError), the algorithm one of MD5, SHA1,
+    SHA224, SHA256, SHA384, SHA512 (else ValueError); returns the HMAC's bytes.
+    """
+    if not isinstance(key, bytes) or not isinstance(data, bytes) or not isinstance(algorithm, str):
+        raise TypeError("hash.compute_hmac: key and data must be bytes and algorithm a string")
+    if algorithm not in HASH_ALGORITHMS:
+        raise ValueError(f"hash.compute_hmac: unsupported algorithm {algorithm!r}")
+    return hmac.new(key, data, HASH_ALGORITHMS[algorithm]).digest()
+
+
+HASH_MODULE = SimpleNamespace(compute_checksum=compute_checksum, compute_hmac=compute_hmac)
+
+# What an if( call is renamed to; string literals are matched first, so an
+# "if(" inside one is left alone.
+IF_FUNCTION = "_workflows_if"
+_STRING_OR_IF_CALL = re.compile(r'"(?:[^"\\]|\\.)*"' r"|'(?:[^'\\]|\\.)*'" r"|\bif(?=\s*\()")
+
+
+def workflows_if(condition: Any, if_true: Any, if_false: Any) -> Any:
+    """Workflows' if(): ifTrue if the condition is true, ifFalse if it is false or null.
+
+    https://cloud.google.com/workflows/docs/reference/stdlib/expression-helpers
+    ("Conditional functions"). Any other condition is refused (TypeError):
+    the reference names no other. Like the emulator, both arguments are
+    evaluated before the call, so a workflow must keep both safe to evaluate.
+    """
+    if condition is True:
+        return if_true
+    if condition is False or condition is None:
+        return if_false
+    raise TypeError(f"if: the condition must be a boolean or null, got {get_type(condition)}")
+
+
+def with_if_calls_renamed(code: str) -> str:
+    """``code`` with each Workflows ``if(`` call renamed to IF_FUNCTION."""
+    return _STRING_OR_IF_CALL.sub(
+        lambda match: IF_FUNCTION if match.group() == "if" else match.group(), code
+    )
+
+
+_original_run_code = render.run_code
+
+
+def run_code(code: str, context: dict[str, Any]) -> Any:
+    """render.run_code, with Workflows' if() callable."""
+    return _original_run_code(with_if_calls_renamed(code), context)
 
 
 @contextlib.contextmanager
@@ -254,4 +316,6 @@ def real_workflows_semantics() -> Iterator[None]:
         for literal, value in (("null", None), ("true", True), ("false", False)):
             stack.enter_context(patched_item(library, literal, value))
         stack.enter_context(patched_item(library, "hash", HASH_MODULE))
+        stack.enter_context(patched_attribute(render, "run_code", run_code))
+        stack.enter_context(patched_item(library, IF_FUNCTION, workflows_if))
         yield

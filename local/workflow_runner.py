@@ -260,9 +260,66 @@ class _Hooks:
             if self.on_callback_url is not None:
                 self.on_callback_url(url)
 
-    def step(self, name: str) -> None:
-        self.run.steps += 1
-        self.run.steps_by_name[name] += 1
+    def step(self, name: str, times: int = 1) -> None:
+        self.run.steps += times
+        self.run.steps_by_name[name] += times
+
+    def retried(self, name: str, policy: Any, attempts: _Attempts) -> None:
+        """Bill a retried step as Workflows does, rounding up where it is unclear.
+
+        https://cloud.google.com/workflows/pricing: "Each retry attempt counts
+        as a step execution" (the first attempt was counted when the step
+        was looked up). The pricing page does not say whether the retry
+        predicate's call is a step besides the predicate's own steps (which
+        are counted as they run); it is counted as one, once per failed attempt.
+        """
+        self.step(name, max(0, attempts.runs - 1))
+        predicate = policy.get("predicate") if isinstance(policy, dict) else None
+        if isinstance(predicate, str) and attempts.failures:
+            self.step(predicate.removeprefix("${").removesuffix("}").strip(), attempts.failures)
+
+
+@dataclass
+class _Attempts:
+    """How often a retried step's body ran, and how often it failed."""
+
+    runs: int = 0
+    failures: int = 0
+
+
+class _RetryCounter:
+    """The retry steps running on each thread, innermost last, with their attempts.
+
+    workflows-emulator runs a retried step's body with ``execute_step``
+    directly, not through ``get_step``, so the runner's step count would
+    miss every attempt after the first; parallel branches run on threads of
+    their own, hence one stack per thread.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _stack(self) -> list[tuple[int, _Attempts]]:
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        stack: list[tuple[int, _Attempts]] = self._local.stack
+        return stack
+
+    @contextlib.contextmanager
+    def watching(self, body: Any) -> Iterator[_Attempts]:
+        attempts = _Attempts()
+        self._stack().append((id(body), attempts))
+        try:
+            yield attempts
+        finally:
+            self._stack().pop()
+
+    def of(self, config: Any) -> _Attempts | None:
+        """The attempts of the innermost retry whose body ``config`` is, if any."""
+        for body, attempts in reversed(self._stack()):
+            if body == id(config):
+                return attempts
+        return None
 
 
 @contextlib.contextmanager
@@ -270,6 +327,27 @@ def _patched_emulator(bridge: FirestoreRestBridge, hooks: _Hooks) -> Iterator[No
     original_connector = emulator.StepCall.execute_connector
     original_call = emulator.StepCall.execute
     original_get_step = emulator.get_step
+    original_retry = emulator.StepRetry.execute
+    original_execute_step = emulator.execute_step
+    retries = _RetryCounter()
+
+    def execute_retry(step: emulator.StepRetry) -> Any:
+        with retries.watching(step.config["try"]) as attempts:
+            try:
+                return original_retry(step)
+            finally:
+                hooks.retried(step.step_id, step.config.get("retry"), attempts)
+
+    def execute_step(step_id: Any, config: Any, context: Any) -> Any:
+        attempts = retries.of(config)
+        if attempts is None:
+            return original_execute_step(step_id, config, context)
+        attempts.runs += 1
+        try:
+            return original_execute_step(step_id, config, context)
+        except WorkflowError:
+            attempts.failures += 1
+            raise
 
     def execute_connector(rendered_step: dict[str, Any]) -> Any:
         if bridge.handles(rendered_step["call"]):
@@ -300,10 +378,9 @@ def _patched_emulator(bridge: FirestoreRestBridge, hooks: _Hooks) -> Iterator[No
         payload = next((value for value in (text, json, data) if value is not None), None)
         hooks.log(str(severity), plain(payload))
 
-    def sleep(seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError(f"sys.sleep: seconds must not be negative, got {seconds}")
-        hooks.clock.sleep(seconds)
+    def sleep(seconds: Any) -> None:
+        check_sleep_seconds(seconds)
+        hooks.clock.sleep(float(seconds))
 
     def sleep_until(when: str) -> None:
         sleep(max(0.0, _parse_time(when) - hooks.clock.now()))
@@ -314,12 +391,12 @@ def _patched_emulator(bridge: FirestoreRestBridge, hooks: _Hooks) -> Iterator[No
         hooks.run.callback_events["create_callback_endpoint"] += 1
         return hooks.callbacks.create_endpoint(hooks.run.execution_id, http_callback_method)
 
-    def await_callback(callback: Any, timeout: float = 43_200) -> dict[str, Any]:
+    def await_callback(callback: Any, timeout: Any = 43_200) -> dict[str, Any]:
         if hooks.callbacks is None:
             raise NotImplementedError("events.await_callback needs RunSettings.callbacks")
         hooks.run.callback_events["await_callback"] += 1
         try:
-            event = hooks.callbacks.await_callback(plain(callback), float(timeout), hooks.clock)
+            event = hooks.callbacks.await_callback(plain(callback), timeout, hooks.clock)
         except TimeoutError:
             hooks.run.callback_events["slice_ended"] += 1
             raise
@@ -333,6 +410,8 @@ def _patched_emulator(bridge: FirestoreRestBridge, hooks: _Hooks) -> Iterator[No
         (emulator.StepCall, "execute_connector", staticmethod(execute_connector)),
         (emulator.StepCall, "execute", execute_call),
         (emulator, "get_step", get_step),
+        (emulator.StepRetry, "execute", execute_retry),
+        (emulator, "execute_step", execute_step),
         (emulator, "sleep", hooks.clock.sleep),  # the backoff sleeps of `retry`
         (sys_utils, "now", hooks.clock.now),
         (sys_utils, "sleep", sleep),
@@ -345,6 +424,27 @@ def _patched_emulator(bridge: FirestoreRestBridge, hooks: _Hooks) -> Iterator[No
         stack.enter_context(patched_item(render.STANDARD_LIBRARY, "events", events))
         stack.enter_context(real_workflows_semantics())
         yield
+
+
+# https://cloud.google.com/workflows/docs/sleeping: sys.sleep "suspends
+# execution for the given number of seconds to a maximum of 31536000 (one year)".
+MAX_SLEEP_SECONDS = 31_536_000
+
+
+def check_sleep_seconds(seconds: Any) -> None:
+    """Refuse what Workflows' sys.sleep does not describe, instead of sleeping anyway.
+
+    The reference (https://cloud.google.com/workflows/docs/reference/stdlib/sys/sleep)
+    takes ``seconds`` as a number (int or double) and describes no negative
+    length; https://cloud.google.com/workflows/docs/sleeping caps it at
+    MAX_SLEEP_SECONDS. Strict where the reference is silent: a non-number (a
+    bool included) is a TypeError, a negative or longer length a ValueError.
+    0 is a number of seconds within the range, and allowed.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TypeError(f"sys.sleep: seconds must be a number, got {type(seconds).__name__}")
+    if not 0 <= seconds <= MAX_SLEEP_SECONDS:
+        raise ValueError(f"sys.sleep: seconds must be from 0 to {MAX_SLEEP_SECONDS}, got {seconds}")
 
 
 def _parse_time(value: str) -> float:

@@ -37,11 +37,14 @@ from workflows_emulator.utils import WorkflowError
 # What the patches replace, as workflows-emulator defines it.
 UPSTREAM_FUNCTIONS = [
     (render, "render_str"),
+    (render, "run_code"),
     (map_utils, "get"),
     (emulator.StepAssign, "execute"),
     (emulator.StepCall, "execute"),
     (emulator.StepCall, "execute_connector"),
     (emulator, "get_step"),
+    (emulator.StepRetry, "execute"),
+    (emulator, "execute_step"),
     (sys_utils, "now"),
     (sys_utils, "sleep"),
     (sys_utils, "sleep_until"),
@@ -65,7 +68,7 @@ def unpatched_emulator() -> None:
     library = render.STANDARD_LIBRARY
     assert library["get_type"] is helpers["get_type"]
     assert library["default"] is helpers["default"]
-    assert not {"null", "true", "false", "hash"} & library.keys()
+    assert not {"null", "true", "false", "hash", "_workflows_if"} & library.keys()
     # An assign would wait for it forever.
     assert not emulator.LOCK.locked(), "the emulator's assign lock is held"
 
@@ -292,4 +295,17 @@ def test_hash_module_is_missing():
         workflows="ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=",
         fixed="has hash.compute_checksum",
         then=delete('library["hash"]'),
+    )
+
+
+def test_if_is_a_syntax_error():
+    # Workflows' if(condition, ifTrue, ifFalse) expression helper; the
+    # condition is a comparison because the true/false literals are gap 6-8.
+    chosen = evaluate('${if(1 == 1, "yes", "no") + if(1 == 2, "yes", "no")}')
+    assert_gap(
+        chosen,
+        today=Raised("SyntaxError"),
+        workflows="yesno",
+        fixed="calls if() (no longer a Python keyword clash)",
+        then=delete("render.run_code"),
     )

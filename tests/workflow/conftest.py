@@ -7,6 +7,7 @@ do not interfere because every run has its own execution id (the runID).
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import threading
 import time
 import uuid
@@ -38,18 +39,48 @@ PUSH = dataclasses.replace(FAST, delivery="push", push_slice_seconds=1)
 
 
 class FakeClock:
-    """Virtual time: sleep() returns at once and advances now(); records every sleep."""
+    """Virtual time: sleep() returns at once and advances now(); records every sleep.
+
+    Actions scheduled ``at`` a virtual offset run when time passes it (a
+    caller answering at T), and ``wait_until`` is how events.await_callback
+    waits on it (local/callback_api.py): an await returns as soon as its
+    endpoint holds a callback, or after its whole timeout of virtual time.
+    """
 
     def __init__(self) -> None:
-        self.time = time.time()
+        self.start = self.time = time.time()
         self.sleeps: list[float] = []
+        self.awaits: list[float] = []
+        self._due: list[tuple[float, int, Callable[[], None]]] = []
+
+    @property
+    def elapsed(self) -> float:
+        return self.time - self.start
 
     def now(self) -> float:
         return self.time
 
+    def at(self, offset: float, action: Callable[[], None]) -> None:
+        heapq.heappush(self._due, (self.start + offset, len(self._due), action))
+
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
-        self.time += seconds
+        self._advance(seconds, lambda: False)
+
+    def wait_until(self, ready: Callable[[], bool], seconds: float) -> bool:
+        self.awaits.append(seconds)
+        return self._advance(seconds, ready)
+
+    def _advance(self, seconds: float, ready: Callable[[], bool]) -> bool:
+        target = self.time + seconds
+        while not ready():
+            if not self._due or self._due[0][0] > target:
+                self.time = target
+                return ready()
+            due, _, action = heapq.heappop(self._due)
+            self.time = max(self.time, due)
+            action()
+        return True
 
 
 class TriggerClock:

@@ -125,3 +125,60 @@ def test_hash_compute_checksum_works_as_documented(settings):
             {"main": {"steps": [{"done": {"return": expression}}]}}, settings=settings
         )
         assert tag in failed.error["tags"], failed.error
+
+
+def test_hash_compute_hmac_works_as_documented(settings):
+    """Workflows' documented example (key "key", "Hello World", SHA256), and its errors."""
+    run = run_workflow(
+        {
+            "main": {
+                "steps": [
+                    {
+                        "done": {
+                            "return": "${base64.encode(hash.compute_hmac("
+                            'text.encode("key", "UTF-8"), text.encode("Hello World", "UTF-8"), "SHA256"))}'
+                        }
+                    }
+                ]
+            }
+        },
+        settings=settings,
+    )
+    assert run.result == "QidPcoCDkuWLV9co1+PA5RY+rwfRZdwDEF9iq74afRE="
+
+    for expression, tag in (
+        ('${hash.compute_hmac("key", text.encode("data"), "SHA256")}', "TypeError"),
+        ('${hash.compute_hmac(text.encode("k"), text.encode("d"), "SHA3")}', "ValueError"),
+    ):
+        failed = run_workflow(
+            {"main": {"steps": [{"done": {"return": expression}}]}}, settings=settings
+        )
+        assert tag in failed.error["tags"], failed.error
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ('${if(1 == 1, "yes", "no")}', "yes"),
+        ('${if(1 == 2, "yes", "no")}', "no"),
+        # A null condition chooses ifFalse (the reference's "false or null").
+        ('${if(map.get({"a": 1}, "b"), "yes", "no")}', "no"),
+        # Nested, and an "if(" inside a string literal stays text.
+        ('${if(1 == 1, if(2 == 3, "a", "if(b)"), "c")}', "if(b)"),
+    ],
+)
+def test_if_chooses_as_documented(settings, expression, expected):
+    run = run_workflow(returning(expression), settings=settings)
+
+    assert run.error is None, run.error
+    assert run.result == expected
+
+
+def test_if_refuses_a_condition_that_is_not_a_boolean(settings):
+    run = run_workflow(returning('${if("yes", 1, 2)}'), settings=settings)
+
+    assert "TypeError" in run.error["tags"]
+
+
+def returning(expression: str) -> dict[str, Any]:
+    return {"main": {"steps": [{"done": {"return": expression}}]}}
