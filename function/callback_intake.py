@@ -115,6 +115,7 @@ def store(
         # callback_store.record and callback_store.decide.
         return callback_store.record(
             runtime.client,
+            runtime.commits,
             config.collection,
             callback,
             payload_json,

@@ -26,7 +26,9 @@ from google.api_core import exceptions
 from google.api_core import retry as retries
 from google.cloud import firestore
 
+import firestore_commit
 from callback_request import Callback
+from firestore_commit import CommitClient
 from registration_layout import (
     CONSUMED,
     EXPIRED,
@@ -207,8 +209,10 @@ _ANSWERABLE = (Outcome.STORED, Outcome.DUPLICATE, Outcome.ALREADY_DELIVERED)
 class _Storing:
     """One ``record`` call: what it stores, and what it has done so far."""
 
+    # Reads go through the high-level client, writes through ``commits``.
     client: firestore.Client
-    callbacks: firestore.CollectionReference
+    commits: CommitClient
+    collection: str
     callback: Callback
     # The fields a stored callback sets (received_fields).
     received: dict[str, Any]
@@ -224,15 +228,19 @@ class _Storing:
         """An unregistered callback's document: it expires like a registration."""
         return {**self.received, "createdAt": self.now, "expireAt": self.now + self.ttl}
 
-    def commit(self, batch: firestore.WriteBatch) -> list[Any] | None:
-        """Send ``batch`` once: its write results if applied; None if a precondition
-        failed or no answer came.
+    def name(self, document_id: str) -> str:
+        """A document of the collection, as a write names it."""
+        return self.commits.document_name(self.collection, document_id)
+
+    def commit(self, writes: list[Any]) -> list[Any] | None:
+        """Send ``writes`` in one Commit, once: their write results if applied; None if a
+        precondition failed or no answer came.
 
         Never resent: the caller reads to find out what happened.
         """
         self.calls += 1
         try:
-            return list(batch.commit(retry=None, timeout=RPC_TIMEOUT_SECONDS))
+            return self.commits.commit(writes, RPC_TIMEOUT_SECONDS)
         except PRECONDITION_FAILED:
             return None
         except TRANSIENT_ERRORS:
@@ -242,6 +250,7 @@ class _Storing:
 
 def record(
     client: firestore.Client,
+    commits: CommitClient,
     collection: str,
     callback: Callback,
     payload_json: str,
@@ -261,7 +270,8 @@ def record(
     """
     storing = _Storing(
         client,
-        client.collection(collection),
+        commits,
+        collection,
         callback,
         received_fields(callback, payload_json, now),
         now,
@@ -269,8 +279,8 @@ def record(
         allow_unregistered,
     )
     if page_choices is None:
-        batch = _blind_commit(storing)
-        results = None if batch is None else storing.commit(batch)
+        writes = _blind_commit(storing)
+        results = None if writes is None else storing.commit(writes)
         if results is not None:
             forward_url = (callback.forward_param if callback.token else None) or None
             # The callback document's update is the blind Commit's last write.
@@ -279,7 +289,7 @@ def record(
     return _read_decide_write(storing, page_choices)
 
 
-def _blind_commit(storing: _Storing) -> firestore.WriteBatch | None:
+def _blind_commit(storing: _Storing) -> list[Any] | None:
     """The one Commit that stores the callback if it may, or None if the URL cannot tell.
 
     Registered: delete the key document (must exist: it proves the token and
@@ -287,29 +297,27 @@ def _blind_commit(storing: _Storing) -> firestore.WriteBatch | None:
     document if it is the version created at ``reg`` (this registration, not
     a later one of the same step). Unregistered: create the document.
     """
-    callback, client = storing.callback, storing.client
-    document = storing.callbacks.document(callback.ids.document_id)
-    batch = client.batch()
+    callback = storing.callback
+    document_id = callback.ids.document_id
     if callback.token:
         registered_at = parse_registered_at(callback.registered_at)
         if registered_at is None:
             return None
-        key = key_document_id(document.id, callback.token, callback.forward_param or "")
-        batch.delete(storing.callbacks.document(key), option=client.write_option(exists=True))
-        batch.update(
-            document, storing.received, option=client.write_option(last_update_time=registered_at)
-        )
-        return batch
+        key = key_document_id(document_id, callback.token, callback.forward_param or "")
+        return [
+            firestore_commit.delete(storing.name(key), must_exist=True),
+            firestore_commit.update(storing.name(document_id), storing.received, registered_at),
+        ]
     if storing.allow_unregistered:
-        batch.create(document, storing.first_receipt())
-        return batch
+        return [firestore_commit.create(storing.name(document_id), storing.first_receipt())]
     return None
 
 
 def _read_decide_write(storing: _Storing, page_choices: PageChoices | None) -> Recorded:
     """Read the callback document, decide, and write if it is still the version read."""
     callback = storing.callback
-    document = storing.callbacks.document(callback.ids.document_id)
+    document = storing.client.collection(storing.collection).document(callback.ids.document_id)
+    name = storing.name(document.id)
     for _ in range(ATTEMPTS):
         storing.calls += 1
         snapshot = document.get(retry=RPC_RETRY, timeout=RPC_TIMEOUT_SECONDS)
@@ -332,17 +340,15 @@ def _read_decide_write(storing: _Storing, page_choices: PageChoices | None) -> R
             return Recorded(outcome, forward_url, stored, storing.calls, stored_payload, version)
         if outcome is not Outcome.STORED:
             return Recorded(outcome, None, stored, storing.calls)
-        batch = storing.client.batch()
         # The callback document's write comes first: its result is the version.
         if stored is None:
-            batch.create(document, storing.first_receipt())
+            writes = [firestore_commit.create(name, storing.first_receipt())]
         else:
-            option = storing.client.write_option(last_update_time=snapshot.update_time)
-            batch.update(document, storing.received, option=option)
+            writes = [firestore_commit.update(name, storing.received, snapshot.update_time)]
             key = stored.get(KEY_FIELD)
             if isinstance(key, str) and key:
-                batch.delete(storing.callbacks.document(key))
-        results = storing.commit(batch)
+                writes.append(firestore_commit.delete(storing.name(key)))
+        results = storing.commit(writes)
         if results is not None:
             version = rfc3339(results[0].update_time) if forward_url else None
             payload_json = storing.received["payload"]

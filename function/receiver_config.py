@@ -14,6 +14,7 @@ from google.cloud import firestore
 
 import contract
 from callback_forward import GOOGLE_ORIGIN, Forwarder
+from firestore_commit import CommitClient
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,11 @@ class Runtime:
     """What a request needs beyond itself: the configuration and its clients."""
 
     config: ReceiverConfig
+    # Reads; Commits go through ``commits``, on the same channel
+    # (firestore_commit.py says why).
     client: firestore.Client
     forwarder: Forwarder
+    commits: CommitClient
 
 
 class LazyRuntime:
@@ -128,7 +132,8 @@ class LazyRuntime:
                 # a client is made for nothing.
                 forwarder = config.forwarder()
                 client = firestore.Client(project=config.project, database=config.database)
-                self._runtime = Runtime(config, client, forwarder)
+                # Made here, under the lock: it makes the client's channel.
+                self._runtime = Runtime(config, client, forwarder, CommitClient(client))
             return self._runtime
 
     def project(self) -> str | None:

@@ -8,7 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from google.cloud.firestore_v1.batch import WriteBatch
+from google.cloud.firestore_v1.services.firestore.client import FirestoreClient
 
 CONTENDERS = 16
 
@@ -43,7 +43,7 @@ def all_commit_together(make_client, monkeypatch):
     see RECEIVED.
     """
     make_client()
-    _hold_first_call_until_all_arrive(WriteBatch, "commit", monkeypatch)
+    _hold_first_call_until_all_arrive(FirestoreClient, "commit", monkeypatch)
 
 
 @pytest.fixture

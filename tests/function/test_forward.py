@@ -261,20 +261,22 @@ def deletes_answered_like_firestore(monkeypatch):
     Answered as Firestore answers, a version taken from the wrong write of a
     Commit cannot pass for the callback document's.
     """
-    from google.cloud.firestore_v1.batch import WriteBatch
-    from google.cloud.firestore_v1.types import write
+    from google.cloud.firestore_v1.services.firestore.client import FirestoreClient
+    from google.cloud.firestore_v1.types import firestore, write
 
-    real_commit = WriteBatch.commit
+    real_commit = FirestoreClient.commit
 
-    def commit(self, *args, **kwargs):
-        deletes = [pb._pb.WhichOneof("operation") == "delete" for pb in self._write_pbs]
-        results = real_commit(self, *args, **kwargs)
-        return [
-            write.WriteResult() if deleted else r
-            for deleted, r in zip(deletes, results, strict=True)
-        ]
+    def commit(self, *args, request, **kwargs):
+        # The receiver sends a CommitRequest, the high-level client a dict.
+        writes = request["writes"] if isinstance(request, dict) else request.writes
+        response = real_commit(self, *args, request=request, **kwargs)
+        results = firestore.CommitResponse.pb(response).write_results
+        for sent, result in zip(writes, results, strict=True):
+            if write.Write.pb(sent).WhichOneof("operation") == "delete":
+                result.ClearField("update_time")
+        return response
 
-    monkeypatch.setattr(WriteBatch, "commit", commit)
+    monkeypatch.setattr(FirestoreClient, "commit", commit)
 
 
 @pytest.fixture
@@ -441,10 +443,10 @@ def test_a_commit_whose_answer_was_lost_is_still_forwarded(
     the end of its slice.
     """
     from google.api_core import exceptions
-    from google.cloud.firestore_v1.batch import WriteBatch
+    from google.cloud.firestore_v1.services.firestore.client import FirestoreClient
 
     token = register(forward_url=endpoint.url())
-    real_commit = WriteBatch.commit
+    real_commit = FirestoreClient.commit
     lost: list[bool] = []
 
     def commit_then_lose_the_answer(self, *args, **kwargs):
@@ -454,7 +456,7 @@ def test_a_commit_whose_answer_was_lost_is_still_forwarded(
             raise exceptions.DeadlineExceeded("the answer was lost")
         return result
 
-    monkeypatch.setattr(WriteBatch, "commit", commit_then_lose_the_answer)
+    monkeypatch.setattr(FirestoreClient, "commit", commit_then_lose_the_answer)
     capsys.readouterr()
 
     response = pushing_client.post(callback_url(token=token), json={"n": 1})
@@ -483,7 +485,7 @@ def test_a_retry_whose_commit_got_no_answer_forwards_the_stored_callback_not_its
     retry's), and the proof must cover that string, which the workflow gets.
     """
     from google.api_core import exceptions
-    from google.cloud.firestore_v1.batch import WriteBatch
+    from google.cloud.firestore_v1.services.firestore.client import FirestoreClient
 
     token = register(forward_url=endpoint.url())
     first = pushing_client.post(
@@ -494,7 +496,7 @@ def test_a_retry_whose_commit_got_no_answer_forwards_the_stored_callback_not_its
     def unanswered(self, *args, **kwargs):
         raise exceptions.DeadlineExceeded("no answer")
 
-    monkeypatch.setattr(WriteBatch, "commit", unanswered)
+    monkeypatch.setattr(FirestoreClient, "commit", unanswered)
     capsys.readouterr()
 
     retry = pushing_client.post(

@@ -256,7 +256,7 @@ def test_token_in_an_unexpected_error_is_redacted_from_the_log(
 ):
     token = register()
 
-    def fail_with_the_token(client, collection, callback, *args, **kwargs):
+    def fail_with_the_token(client, commits, collection, callback, *args, **kwargs):
         # An error whose text carries the token, as a library error quoting
         # the request or the document might.
         raise ValueError(f"cannot store callback with token {callback.token}")
