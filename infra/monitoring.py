@@ -653,7 +653,7 @@ def add_monitoring(
         opts=child(*monitoring_api, *metrics),
     )
     url = dashboard.id.apply(lambda dashboard_id: dashboard_url(dashboard_id, args.project))
-    channels = [
+    channels: list[pulumi.Input[str]] = [
         *args.notification_channel_ids,
         *(
             _email_channel(name, email, watched, labels, child(*monitoring_api)).name
