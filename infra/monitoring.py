@@ -405,7 +405,7 @@ default) and resumes then. Until it is fixed, push delivery is as slow as that.
 
 1. The failing lines ([Logs Explorer]({logs})):
    `resource.type="cloud_run_revision" resource.labels.service_name="{watched.service}" \
-jsonPayload.forward=("failed" OR "refused")`.
+(jsonPayload.forward="failed" OR jsonPayload.forward="refused")`.
 2. `forward` `refused`: the registration's endpoint is not this project's and \
 region's Workflows callback endpoint; a workflow from another project or region \
 registers callbacks here.
