@@ -76,12 +76,19 @@ FUNCTION_FIRESTORE_CALLS: dict[str, tuple[str, ...]] = {
 }
 WORKFLOW_FIRESTORE_CALLS: dict[str, tuple[str, ...]] = {
     # getCallbackURL's register: both writes are updates with
-    # currentDocument.exists: false, so creates only.
-    "googleapis.firestore.v1.projects.databases.documents.commit": ("datastore.entities.create",),
-    # getCallbackURL's getExisting, waitForResponse's poll ("get").
+    # currentDocument.exists: false (creates), except the callback document's
+    # over the tombstone of an earlier wait of the step, which requires the
+    # tombstone's update time (an update).
+    "googleapis.firestore.v1.projects.databases.documents.commit": (
+        "datastore.entities.create",
+        "datastore.entities.update",
+    ),
+    # getCallbackURL's getExisting, waitForResponse's poll and sliceRead ("get").
     "googleapis.firestore.v1.projects.databases.documents.get": ("datastore.entities.get",),
-    # waitForResponse's deleteConsumed and unregister ("delete").
-    "googleapis.firestore.v1.projects.databases.documents.delete": ("datastore.entities.delete",),
+    # waitForResponse's tombstones (takeForwarded, markConsumed, markExpired):
+    # each carries a currentDocument.updateTime precondition, so the document
+    # must exist and the patch only ever updates ("patch": update).
+    "googleapis.firestore.v1.projects.databases.documents.patch": ("datastore.entities.update",),
 }
 
 

@@ -165,30 +165,58 @@ def _connector_calls(node: Any) -> list[dict]:
     return found
 
 
+def _assign_entries(node: Any) -> list[dict]:
+    """Every assign entry (a one-key map) anywhere under ``node``, switch conditions included."""
+    found: list[dict] = []
+    if isinstance(node, dict):
+        for entry in node.get("assign") or []:
+            if isinstance(entry, dict):
+                found.append(entry)
+        for value in node.values():
+            found += _assign_entries(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _assign_entries(value)
+    return found
+
+
 def test_the_workflows_permission_list_names_each_connector_call_it_makes() -> None:
     source = yaml.safe_load((REPO_ROOT / "workflow" / "callbacks.yaml").read_text())
     calls = _connector_calls(source)
 
     assert {call["call"] for call in calls} == set(WORKFLOW_FIRESTORE_CALLS)
-    # The commit only creates: every write is an update that requires the
-    # document to be absent (Google: "exists precondition set to false",
-    # datastore.entities.create). A write without it would need update too.
+    # The commit creates (Google: "exists precondition set to false",
+    # datastore.entities.create), and updates only the callback document,
+    # over a tombstone, under the precondition callbackCondition names
+    # (exists: false, or the tombstone's updateTime): never a write without
+    # a precondition, which could create or update anything.
     commits = [c for c in calls if c["call"].endswith(".documents.commit")]
     writes = [write for commit in commits for write in commit["args"]["body"]["writes"]]
-    assert writes and all(
-        set(write) == {"update", "currentDocument"}
-        and write["currentDocument"] == {"exists": False}
-        for write in writes
-    )
+    assert len(writes) == 2 and all(set(write) == {"update", "currentDocument"} for write in writes)
+    key, callback = writes
+    assert key["currentDocument"] == {"exists": False}
+    assert callback["currentDocument"] == "${callbackCondition}"
+    conditions = [
+        entry["callbackCondition"]
+        for entry in _assign_entries(source["getCallbackURL"])
+        if "callbackCondition" in entry
+    ]
+    assert conditions and all(set(c) in ({"exists"}, {"updateTime"}) for c in conditions)
+    assert {"exists": False} in conditions
+    # The tombstone patches only update: each requires the version it
+    # replaces (currentDocument.updateTime), so none can create a document
+    # (an upsert would need datastore.entities.create as well).
+    patches = [c for c in calls if c["call"].endswith(".documents.patch")]
+    assert patches and all(set(p["args"]["currentDocument"]) == {"updateTime"} for p in patches)
 
 
-def test_the_workflow_gets_create_get_and_delete_on_its_database_only(deploy) -> None:
+def test_the_workflow_gets_create_get_and_update_on_its_database_only(deploy) -> None:
     deployment = deploy()
 
     assert deployment.custom_role("workflow-data").inputs["permissions"] == [
         "datastore.entities.create",
-        "datastore.entities.delete",
         "datastore.entities.get",
+        "datastore.entities.update",
     ]
     assert binding_of(deployment, "workflow-data") == (WORKFLOW_SA, DATABASE_ONLY)
     assert (WORKFLOW_SA, "roles/logging.logWriter", None) in deployment.project_roles()

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import requests
 
 from infra.workflow_env import WaitSettings
@@ -51,6 +52,18 @@ def with_token(url: str, token: str) -> str:
     return url.replace("token=" + query(url)["token"], "token=" + token)
 
 
+def assert_consumed(callbacks, document_id: str) -> dict[str, Any]:
+    """The callback document is a CONSUMED tombstone: the payload gone, the record kept."""
+    tombstone = callbacks.document(document_id).get().to_dict()
+    assert tombstone is not None, f"{document_id} was deleted, not marked consumed"
+    assert tombstone["state"] == "CONSUMED"
+    assert "payload" not in tombstone
+    # When the workflow took it, on the workflow's clock (virtual in some tests).
+    assert isinstance(tombstone["consumedAt"], datetime)
+    assert tombstone["consumedBy"]  # the waitForResponse call that took it
+    return tombstone
+
+
 def test_callback_sent_before_the_wait_arrives_intact(settings, callbacks):
     body = {"approved": True, "by": "alice", "nested": {"n": None, "list": [1, 2.5, "x"]}}
     sent: list[int] = []
@@ -66,9 +79,13 @@ def test_callback_sent_before_the_wait_arrives_intact(settings, callbacks):
     assert answer["body"] == body
     assert answer["method"] == "POST"
     assert (answer["runID"], answer["step"]) == (run.execution_id, "approval")
-    # Found on the first poll: no sleep, one read, and the document is gone.
-    assert run.connector_calls == {"commit": 1, "get": 1, "delete": 1}
-    assert not callbacks.document(f"{run.execution_id}_approval").get().exists
+    # Found on the first poll: no sleep, one read, and the tombstone written.
+    assert run.connector_calls == {"commit": 1, "get": 1, "patch": 1}
+    tombstone = assert_consumed(callbacks, f"{run.execution_id}_approval")
+    # What the tombstone keeps: the registration and the fingerprint of what came.
+    assert tombstone["token"] == query(run.result["url"])["token"]
+    assert tombstone["fingerprint"].startswith("sha256:")
+    assert {"createdAt", "expireAt", "key", "forwardUrl", "form"} <= tombstone.keys()
 
 
 def test_callback_sent_during_the_wait_with_get_and_value(settings, callbacks, trigger_clock):
@@ -93,7 +110,7 @@ def test_callback_sent_during_the_wait_with_get_and_value(settings, callbacks, t
     assert answer["query"]["extra"] == "1"
     assert "token" not in answer["query"]
     assert run.connector_calls["get"] >= 2
-    assert not callbacks.document(f"{run.execution_id}_s-1").get().exists
+    assert assert_consumed(callbacks, f"{run.execution_id}_s-1")["value"] == "approve it"
 
 
 def test_no_callback_times_out_with_a_timeout_error_naming_it(settings, fake_clock):
@@ -111,7 +128,9 @@ def test_no_callback_times_out_with_a_timeout_error_naming_it(settings, fake_clo
     assert run.connector_calls["get"] == 8
 
 
-def test_a_timeout_removes_the_registration(settings, fake_clock, callbacks):
+def test_a_timeout_leaves_an_expired_tombstone_a_late_caller_is_told_about(
+    settings, fake_clock, callbacks
+):
     urls: list[str] = []
     slow = RunSettings(**{**settings.__dict__, "wait": WaitSettings(1, 2, 4, 10, 3600)})
 
@@ -120,10 +139,17 @@ def test_a_timeout_removes_the_registration(settings, fake_clock, callbacks):
     )
 
     assert "TimeoutError" in run.error["tags"]
-    assert run.connector_calls["delete"] == 1
-    assert not callbacks.document(f"{run.execution_id}_gone").get().exists
-    # A late caller learns that nobody waits any more.
-    assert requests.post(urls[0], json={"late": True}, timeout=10).status_code == 404
+    assert run.connector_calls["patch"] == 1
+    document = callbacks.document(f"{run.execution_id}_gone")
+    expired = document.get().to_dict()
+    assert expired["state"] == "EXPIRED"
+    assert expired["expiredAt"] >= expired["createdAt"]
+    assert expired["token"] == query(urls[0])["token"]  # the rest of the record stays
+    # A late caller learns that the workflow stopped waiting (410), and
+    # nothing is stored for it: the tombstone is unchanged.
+    late = requests.post(urls[0], json={"late": True}, timeout=10)
+    assert late.status_code == 410, late.text
+    assert document.get().to_dict() == expired
 
 
 def test_a_timeout_without_a_registration_deletes_nothing(settings, fake_clock):
@@ -131,11 +157,11 @@ def test_a_timeout_without_a_registration_deletes_nothing(settings, fake_clock):
     run = run_workflow({"main": {"steps": [{"w": wait}]}}, settings=settings, clock=fake_clock)
 
     assert "TimeoutError" in run.error["tags"]
-    assert "delete" not in run.connector_calls
+    assert "patch" not in run.connector_calls
 
 
 class CallbackBeforeExpiry(FirestoreRestBridge):
-    """Delivers a callback right before the workflow's first delete: after its last poll."""
+    """Delivers a callback right before the workflow's first write: after its last poll."""
 
     def __init__(self, host: str) -> None:
         super().__init__(host)
@@ -143,7 +169,7 @@ class CallbackBeforeExpiry(FirestoreRestBridge):
         self.statuses: list[int] = []
 
     def call(self, call_name: str, args: dict[str, Any]) -> Any:
-        if call_name.endswith(".delete") and not self.statuses:
+        if call_name.endswith(".patch") and not self.statuses:
             response = requests.post(self.url, json={"just": "in time"}, timeout=10)
             self.statuses.append(response.status_code)
         return super().call(call_name, args)
@@ -170,15 +196,16 @@ def test_a_callback_stored_between_the_last_poll_and_the_removal_is_returned(
     assert bridge.statuses == [200]
     assert run.error is None
     assert run.result["answer"]["body"] == {"just": "in time"}
-    # The conditional delete was refused, one more read found the callback,
-    # and consuming it deleted the document.
-    assert run.connector_calls["delete"] == 2
-    assert not callbacks.document(f"{run.execution_id}_late").get().exists
+    # The conditional EXPIRED write was refused, one more read found the
+    # callback, and consuming it wrote the CONSUMED tombstone: a last-moment
+    # callback is consumed, not lost.
+    assert run.connector_calls["patch"] == 2
+    assert_consumed(callbacks, f"{run.execution_id}_late")
 
 
 def test_a_removal_refused_for_another_reason_is_raised(settings, fake_clock, bridge, callbacks):
     slow = RunSettings(**{**settings.__dict__, "wait": WaitSettings(1, 2, 4, 5, 3600)})
-    bridge.fail_next("delete", status=400, grpc_status="INVALID_ARGUMENT")
+    bridge.fail_next("patch", status=400, grpc_status="INVALID_ARGUMENT")
 
     run = run_workflow(ROUND_TRIP, {"step": "odd"}, settings=slow, clock=fake_clock, bridge=bridge)
 
@@ -186,7 +213,7 @@ def test_a_removal_refused_for_another_reason_is_raised(settings, fake_clock, br
     # changed document, so it is not mistaken for one.
     assert run.error["code"] == 400
     assert run.error["body"]["error"]["status"] == "INVALID_ARGUMENT"
-    assert callbacks.document(f"{run.execution_id}_odd").get().exists
+    assert callbacks.document(f"{run.execution_id}_odd").get().to_dict()["state"] == "WAITING"
 
 
 def test_per_call_settings_override_the_environment(settings, fake_clock):
@@ -312,7 +339,7 @@ def test_two_steps_of_one_run_do_not_interfere(settings, callbacks):
     assert run.result["b"]["body"] == {"for": "b"}
     assert (run.result["a"]["step"], run.result["b"]["step"]) == ("a", "b")
     for step in "ab":
-        assert not callbacks.document(f"{run.execution_id}_{step}").get().exists
+        assert assert_consumed(callbacks, f"{run.execution_id}_{step}")["value"] is None
 
 
 def test_an_early_unregistered_callback_is_kept_and_returned(settings, callbacks):
@@ -350,7 +377,7 @@ def test_an_early_unregistered_callback_is_kept_and_returned(settings, callbacks
     assert run.result["url"] == f"{settings.base_url}?runID={run_id}&step=early"
     assert run.result["answer"]["value"] == "yes"
     assert run.result["answer"]["body"] is None
-    assert not callbacks.document(f"{run_id}_early").get().exists
+    assert assert_consumed(callbacks, f"{run_id}_early")["value"] == "yes"
 
 
 def test_a_payload_that_cannot_be_decoded_fails_the_wait_but_stays_stored(settings, callbacks):
@@ -368,7 +395,7 @@ def test_a_payload_that_cannot_be_decoded_fails_the_wait_but_stays_stored(settin
     run = run_workflow(workflow, settings=settings)
 
     assert run.error is not None
-    assert "delete" not in run.connector_calls
+    assert "patch" not in run.connector_calls
     # Still there for a retry of the step (or a person) to read.
     assert callbacks.document(f"{run_id}_bad").get().to_dict() == stored
 
@@ -602,3 +629,68 @@ def test_binary_and_multipart_bodies_reach_the_workflow_byte_for_byte(settings):
     assert parts["bodyEncoding"] == "multipart"
     assert parts["body"]["note"] == "ok \u2713"
     assert base64.b64decode(parts["body"]["file"]["data"]) == every_byte
+
+
+# The same step waited for twice in one run: register, wait, register, wait.
+TWICE = {
+    "main": {
+        "steps": [
+            {"first": {"call": "getCallbackURL", "args": {"step": "r"}, "result": "u1"}},
+            {
+                "wait1": {
+                    "try": {
+                        "call": "waitForResponse",
+                        "args": {"step": "r", "timeoutSeconds": "${input.timeout}"},
+                        "result": "a1",
+                    },
+                    "except": {"as": "e", "steps": [{"gaveUp": {"assign": [{"a1": "${e.tags}"}]}}]},
+                }
+            },
+            {"again": {"call": "getCallbackURL", "args": {"step": "r"}, "result": "u2"}},
+            {"wait2": {"call": "waitForResponse", "args": {"step": "r"}, "result": "a2"}},
+            {"done": {"return": {"urls": ["${u1}", "${u2}"], "answers": ["${a1}", "${a2}"]}}},
+        ],
+        "params": ["input"],
+    }
+}
+
+
+@pytest.mark.parametrize("first_wait", ["consumed", "expired"])
+def test_a_step_registered_again_after_its_wait_gets_a_new_registration(
+    settings, fake_clock, callbacks, first_wait
+):
+    # The first wait ended (its callback consumed, or it timed out): its URL
+    # is spent (already delivered, or 410). Registering the step again makes
+    # a new registration over the tombstone, with a new token, and a
+    # callback on the new URL resumes the second wait.
+    urls: list[str] = []
+    statuses: list[int] = []
+
+    def answer(url: str) -> None:
+        urls.append(url)
+        if len(urls) == 2 or first_wait == "consumed":
+            body = {"answer": len(urls)}
+            statuses.append(requests.post(url, json=body, timeout=10).status_code)
+
+    timeout = 30 if first_wait == "consumed" else 3
+    run = run_workflow(
+        TWICE, {"timeout": timeout}, settings=settings, clock=fake_clock, on_callback_url=answer
+    )
+
+    assert run.error is None, run.error
+    first, second = run.result["urls"]
+    assert query(first)["token"] != query(second)["token"]
+    assert query(first)["reg"] != query(second)["reg"]
+    if first_wait == "consumed":
+        assert run.result["answers"][0]["body"] == {"answer": 1}
+    else:
+        assert run.result["answers"][0] == ["TimeoutError"]
+    assert run.result["answers"][1]["body"] == {"answer": 2}
+    assert statuses[-1] == 200
+    # The new URL stored its callback with the receiver's one Commit (reg is
+    # the new registration's version, though the document was created earlier).
+    tombstone = assert_consumed(callbacks, f"{run.execution_id}_r")
+    assert tombstone["token"] == query(second)["token"]
+    assert "expiredAt" not in tombstone  # the new registration replaced the old tombstone
+    # The spent URL does not reach the new registration.
+    assert requests.post(first, json={"late": True}, timeout=10).status_code == 403

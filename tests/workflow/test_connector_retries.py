@@ -1,10 +1,13 @@
 """The Firestore connector calls that are not GETs retry 429, 5xx, connection errors, timeouts.
 
 Workflows' default policy for a non-GET connector call retries only 429, 503
-and connection failures; callbacks.yaml gives the registration's commit and both deletes
-an explicit retry with the callbacksRetryableError predicate. Faults are
+and connection failures; callbacks.yaml gives the registration's commit and its tombstone
+writes an explicit retry with the callbacksRetryableError predicate. Faults are
 injected in the local Firestore bridge; time is virtual, so the backoff
-sleeps (1, 2, 4, 8, 16 s) are recorded, not waited.
+sleeps (1, 2, 4, 8, 16 s) are recorded, not waited. The tombstone writes
+(patch) replaced the deletes of earlier versions; a patch applied before its
+error is refused on its retry (400: its precondition names the replaced
+version), and the wait recognises its own tombstone (consumedBy).
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def test_a_create_applied_before_its_500_reuses_its_registration(
     run = round_trip_with_callback(settings, bridge, fake_clock)
 
     assert run.error is None, run.error
-    assert run.connector_calls == {"commit": 2, "get": 2, "delete": 1}
+    assert run.connector_calls == {"commit": 2, "get": 2, "patch": 1}
     assert run.result["body"] == {"ok": True}
 
 
@@ -103,18 +106,60 @@ def test_client_errors_are_not_retried(settings, bridge, fake_clock, status, grp
 
 
 @pytest.mark.parametrize("status", [500, 502, 504])
-def test_deleting_the_consumed_callback_is_retried(settings, bridge, fake_clock, callbacks, status):
-    bridge.fail_next("delete", status=status, grpc_status="INTERNAL", times=2)
+def test_marking_the_callback_consumed_is_retried(settings, bridge, fake_clock, callbacks, status):
+    bridge.fail_next("patch", status=status, grpc_status="INTERNAL", times=2)
 
     run = round_trip_with_callback(settings, bridge, fake_clock)
 
     assert run.error is None, run.error
-    assert run.connector_calls["delete"] == 3
-    assert not callbacks.document(f"{run.execution_id}_s").get().exists
+    assert run.connector_calls["patch"] == 3
+    assert callbacks.document(f"{run.execution_id}_s").get().to_dict()["state"] == "CONSUMED"
 
 
-def test_removing_a_timed_out_registration_is_retried(settings, bridge, fake_clock, callbacks):
-    bridge.fail_next("delete", status=500, grpc_status="INTERNAL")
+def test_a_consumed_mark_applied_before_its_500_hands_the_callback_over_once(
+    settings, bridge, fake_clock, callbacks
+):
+    # The CONSUMED tombstone was written but its answer was a 500: the retry
+    # is refused (the document is no longer the version read), the read that
+    # follows finds this call's own tombstone, and the callback it decoded is
+    # handed over rather than lost (or waited for until the timeout).
+    bridge.fail_next("patch", status=500, grpc_status="INTERNAL", after_applying=True)
+
+    run = round_trip_with_callback(settings, bridge, fake_clock)
+
+    assert run.error is None, run.error
+    assert run.result["body"] == {"ok": True}
+    assert run.connector_calls == {"commit": 1, "get": 2, "patch": 2}
+    assert callbacks.document(f"{run.execution_id}_s").get().to_dict()["state"] == "CONSUMED"
+
+
+def test_a_consumed_tombstone_of_an_earlier_wait_is_not_handed_over_again(
+    settings, fake_clock, callbacks
+):
+    # At most once: a second wait for a step already consumed finds the
+    # tombstone (not its own) and times out instead of returning it again.
+    workflow = {"main": {"steps": [
+        {"url": {"call": "getCallbackURL", "args": {"step": "once"}, "result": "u"}},
+        {"first": {"call": "waitForResponse", "args": {"step": "once"}, "result": "a"}},
+        {"again": {"call": "waitForResponse", "args": {"step": "once", "timeoutSeconds": 3}}},
+    ]}}  # fmt: skip
+    import requests
+
+    run = run_workflow(
+        workflow, settings=settings, clock=fake_clock,
+        on_callback_url=lambda url: requests.post(url, json={"n": 1}, timeout=10),
+    )  # fmt: skip
+
+    assert run.error["tags"] == ["TimeoutError"]
+    assert "step=once" in run.error["message"]
+    # Neither wait's timeout turned the CONSUMED tombstone into EXPIRED.
+    assert callbacks.document(f"{run.execution_id}_once").get().to_dict()["state"] == "CONSUMED"
+
+
+def test_marking_a_timed_out_registration_expired_is_retried(
+    settings, bridge, fake_clock, callbacks
+):
+    bridge.fail_next("patch", status=500, grpc_status="INTERNAL")
     workflow = {"main": {"steps": [
         {"url": {"call": "getCallbackURL", "args": {"step": "t"}}},
         {"wait": {"call": "waitForResponse", "args": {"step": "t", "timeoutSeconds": 5}}},
@@ -123,5 +168,39 @@ def test_removing_a_timed_out_registration_is_retried(settings, bridge, fake_clo
     run = run_workflow(workflow, settings=settings, bridge=bridge, clock=fake_clock)
 
     assert run.error["tags"] == ["TimeoutError"]
-    assert run.connector_calls["delete"] == 2
-    assert not callbacks.document(f"{run.execution_id}_t").get().exists
+    assert run.connector_calls["patch"] == 2
+    assert callbacks.document(f"{run.execution_id}_t").get().to_dict()["state"] == "EXPIRED"
+
+
+def test_an_expired_mark_applied_before_its_500_still_times_out(
+    settings, bridge, fake_clock, callbacks
+):
+    bridge.fail_next("patch", status=500, grpc_status="INTERNAL", after_applying=True)
+    workflow = {"main": {"steps": [
+        {"url": {"call": "getCallbackURL", "args": {"step": "t"}}},
+        {"wait": {"call": "waitForResponse", "args": {"step": "t", "timeoutSeconds": 5}}},
+    ]}}  # fmt: skip
+
+    run = run_workflow(workflow, settings=settings, bridge=bridge, clock=fake_clock)
+
+    # The retry is refused (400), the read finds EXPIRED: nothing to consume.
+    assert run.error["tags"] == ["TimeoutError"]
+    assert run.connector_calls["patch"] == 2
+    assert callbacks.document(f"{run.execution_id}_t").get().to_dict()["state"] == "EXPIRED"
+
+
+def test_each_retry_attempt_is_counted_as_a_step(settings, bridge, fake_clock):
+    # Workflows bills every retry attempt as a step (its pricing page); the
+    # emulator runs the attempts outside its step loop, so the runner adds
+    # them, and the predicate's call, to the count.
+    baseline = round_trip_with_callback(settings, bridge, fake_clock)
+    bridge.fail_next("commit", status=503, grpc_status="UNAVAILABLE", times=2)
+
+    retried = round_trip_with_callback(settings, bridge, fake_clock)
+
+    assert retried.error is None, retried.error
+    assert retried.steps_by_name["register"] == baseline.steps_by_name["register"] + 2
+    assert retried.steps_by_name["callbacksRetryableError"] == 2
+    # Two more attempts, two predicate calls, and the predicate's own two
+    # steps (classify, decide) each time.
+    assert retried.steps - baseline.steps == 2 + 2 + 2 * 2

@@ -95,14 +95,23 @@ def test_the_wait_resumes_when_the_receiver_forwards_the_callback(
     assert (run.result["runID"], run.result["step"]) == (run.execution_id, "s")
     assert run.result["bodyEncoding"] == "json"
     # One Firestore read (before the await), then push: no polling at all.
-    assert run.connector_calls == {"commit": 1, "get": 1, "delete": 1}
+    assert run.connector_calls == {"commit": 1, "get": 1, "patch": 1}
     assert run.callback_events == {
         "create_callback_endpoint": 1,
         "await_callback": 1,
         "forwarded": 1,
     }
     assert forwards_to(callback_api, run.execution_id) == [200]
-    assert not callbacks.document(f"{run.execution_id}_s").get().exists
+    assert state_of(callbacks, f"{run.execution_id}_s") == "CONSUMED"
+
+
+def state_of(callbacks, document_id: str) -> str:
+    """The callback document's state; a consumed one keeps no payload."""
+    document = callbacks.document(document_id).get().to_dict()
+    assert document is not None, f"{document_id} is gone"
+    if document["state"] == "CONSUMED":
+        assert "payload" not in document
+    return document["state"]
 
 
 def receiver_entries(receiver, execution_id: str) -> list[dict]:
@@ -192,7 +201,7 @@ def test_a_callback_before_the_wait_is_delivered_once(push_settings, callback_ap
     assert run.result["body"] == {"n": 1}
     assert forwards_to(callback_api, run.execution_id) == [200]
     assert run.callback_events["await_callback"] == 0
-    assert not callbacks.document(f"{run.execution_id}_s").get().exists
+    assert state_of(callbacks, f"{run.execution_id}_s") == "CONSUMED"
 
 
 def test_buffered_payloads_wait_for_their_await(callback_api):
@@ -249,7 +258,7 @@ def test_a_failed_forward_is_recovered_from_firestore_within_a_slice(
     assert run.callback_events["forwarded"] == 0
     assert run.callback_events["slice_ended"] >= 1
     assert forwards_to(callback_api, run.execution_id) == [500, 500, 500]
-    assert not callbacks.document(f"{run.execution_id}_s").get().exists
+    assert state_of(callbacks, f"{run.execution_id}_s") == "CONSUMED"
 
 
 def test_a_forward_slower_than_its_timeout_is_recovered_too(push_settings, callback_api):
@@ -298,7 +307,7 @@ def test_a_forward_target_that_fails_or_is_refused_is_recovered_within_a_slice(
     assert run.callback_events["forwarded"] == 0
     assert run.callback_events["slice_ended"] >= 1
     assert forwards_to(callback_api, run.execution_id) == []
-    assert not callbacks.document(f"{run.execution_id}_s").get().exists
+    assert state_of(callbacks, f"{run.execution_id}_s") == "CONSUMED"
 
 
 def test_a_callback_for_a_finished_execution_is_answered_200_and_not_forwarded_again(
@@ -328,8 +337,9 @@ def test_duplicates_and_racing_callbacks_reach_the_workflow_once(
 ):
     statuses: list[int] = []
     # The winner's forward waits a second, so all sixteen are decided while
-    # the registration is still there; one arriving after the workflow has
-    # consumed the callback would get 404 instead (docs/protocol.md).
+    # the workflow has not consumed the callback yet; the winner's retry is
+    # answered 200 whether it comes before or after (the tombstone keeps
+    # the fingerprint).
     callback_api.stall_next(1)
 
     def send(url: str) -> None:
@@ -350,13 +360,13 @@ def test_duplicates_and_racing_callbacks_reach_the_workflow_once(
 
     assert run.error is None, run.error
     assert sorted(statuses[:16]) == [200] + [409] * 15
-    assert statuses[16] in (200, 404)  # 404 once the workflow has consumed it
+    assert statuses[16] == 200
     assert forwards_to(callback_api, run.execution_id) == [200]
     assert run.callback_events["forwarded"] == 1
     assert run.result["body"]["n"] in range(16)
 
 
-def test_a_wait_that_times_out_raises_and_a_late_caller_gets_404(
+def test_a_wait_that_times_out_raises_and_a_late_caller_gets_410(
     push_settings, callback_api, callbacks
 ):
     settings = dataclasses.replace(
@@ -367,8 +377,10 @@ def test_a_wait_that_times_out_raises_and_a_late_caller_gets_404(
 
     assert run.error["tags"] == ["TimeoutError"]
     assert run.callback_events["slice_ended"] >= 1
-    assert requests.post(urls[0], json={"late": True}, timeout=10).status_code == 404
-    assert not callbacks.document(f"{run.execution_id}_s").get().exists
+    assert state_of(callbacks, f"{run.execution_id}_s") == "EXPIRED"
+    assert requests.post(urls[0], json={"late": True}, timeout=10).status_code == 410
+    assert state_of(callbacks, f"{run.execution_id}_s") == "EXPIRED"  # nothing stored
+    assert forwards_to(callback_api, run.execution_id) == []
 
 
 def test_poll_is_still_there_per_call(push_settings, callback_api):

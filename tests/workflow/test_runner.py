@@ -129,21 +129,11 @@ def test_hash_compute_checksum_works_as_documented(settings):
 
 def test_hash_compute_hmac_works_as_documented(settings):
     """Workflows' documented example (key "key", "Hello World", SHA256), and its errors."""
-    run = run_workflow(
-        {
-            "main": {
-                "steps": [
-                    {
-                        "done": {
-                            "return": "${base64.encode(hash.compute_hmac("
-                            'text.encode("key", "UTF-8"), text.encode("Hello World", "UTF-8"), "SHA256"))}'
-                        }
-                    }
-                ]
-            }
-        },
-        settings=settings,
+    documented = (
+        '${base64.encode(hash.compute_hmac(text.encode("key", "UTF-8"), '
+        'text.encode("Hello World", "UTF-8"), "SHA256"))}'
     )
+    run = run_workflow(returning(documented), settings=settings)
     assert run.result == "QidPcoCDkuWLV9co1+PA5RY+rwfRZdwDEF9iq74afRE="
 
     for expression, tag in (

@@ -210,7 +210,7 @@ def test_a_wait_within_the_steps_limit_is_accepted(settings, callbacks):
     )
 
     assert run.error is None, run.error
-    assert run.connector_calls == {"get": 1, "delete": 1}
+    assert run.connector_calls == {"get": 1, "patch": 1}
 
 
 def test_the_step_budget_in_the_yaml_is_the_one_the_stack_settings_apply(repo_root):
@@ -221,7 +221,7 @@ def test_the_step_budget_in_the_yaml_is_the_one_the_stack_settings_apply(repo_ro
     wait = yaml.safe_load((repo_root / "workflow" / "callbacks.yaml").read_text())
     assigned = {
         name: value
-        for entry in wait["waitForResponse"]["steps"][0]["settings"]["assign"]
+        for entry in wait["waitForResponse"]["steps"][0]["init"]["assign"]
         for name, value in entry.items()
     }
     assert (assigned["maxWaitSteps"], assigned["stepsPerPoll"]) == (
