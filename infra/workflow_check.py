@@ -22,7 +22,10 @@ Checked:
 - **jumps**: ``next:`` names a step of the same subworkflow, or ``end``;
   ``break`` and ``continue`` only inside a ``for`` body;
 - **expression length**: at most MAX_EXPRESSION_CHARS characters per
-  ``${...}`` (Workflows quotas and limits, "Expression length").
+  ``${...}`` (Workflows quotas and limits, "Expression length");
+- **assignments per step**: at most MAX_ASSIGNMENTS entries in one ``assign``
+  (a step's or a switch condition's; Workflows syntax, "Variables":
+  https://cloud.google.com/workflows/docs/reference/syntax/variables).
 
 Not checked: a parallel branch writing a parent variable it does not list
 in ``shared``, types, argument names of calls, the standard library's
@@ -61,6 +64,7 @@ LIBRARY_MODULES = frozenset(
     }
 )
 MAX_EXPRESSION_CHARS = 400
+MAX_ASSIGNMENTS = 50
 KEYWORDS = frozenset({"and", "or", "not", "in"})
 LITERALS = frozenset({"true", "false", "null"})
 JUMP_KEYWORDS = frozenset({"end"})
@@ -289,7 +293,15 @@ class _SubworkflowChecker:
         if not isinstance(body, Mapping):
             self._problem(path, "a step must be a map", "give it a map: call, assign, return...")
             return
-        for assignment in body.get("assign") or []:
+        assignments = body.get("assign") or []
+        if isinstance(assignments, list) and len(assignments) > MAX_ASSIGNMENTS:
+            self._problem(
+                path,
+                f"an assign of {len(assignments)} entries is over Workflows' limit of "
+                f"{MAX_ASSIGNMENTS}",
+                "split it across assign steps",
+            )
+        for assignment in assignments:
             self._assign(path, assignment, scope)
         if "call" in body:
             self._call(path, body, scope)

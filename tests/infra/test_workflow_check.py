@@ -271,6 +271,25 @@ def test_an_expression_over_400_characters_is_refused() -> None:
     ]
 
 
+@pytest.mark.parametrize("where", ["step", "switch condition"])
+def test_an_assign_of_more_than_50_entries_is_refused(where: str) -> None:
+    def source(count: int) -> str:
+        entries = "".join(f"\n          - v{n}: {n}" for n in range(count))
+        if where == "step":
+            return f"main:\n  steps:\n    - s:\n        assign:{entries}\n"
+        entries = entries.replace("\n          ", "\n              ")
+        return (
+            "main:\n  steps:\n    - s:\n        switch:\n          - condition: true\n"
+            f"            assign:{entries}\n"
+        )
+
+    assert problems_of(source(50)) == []
+    assert problems_of(source(51)) == [
+        "main/s: an assign of 51 entries is over Workflows' limit of 50. "
+        "Fix: split it across assign steps"
+    ]
+
+
 # --- how a problem reads ---------------------------------------------------------------
 SEVERAL = """
 main:
