@@ -44,6 +44,8 @@ PARTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "firestore_v1/base_batch.py",
         ("create", "set", "update", "delete"),
     ),
+    # Ours builds them as protobufs itself (function/firestore_commit.py).
+    ("encode the writes (as protobufs)", "firestore_commit.py", ("create", "update", "delete")),
     ("parse request + build payload", "callback_request.py", ("parse_callback",)),
     ("read body", "callback_request.py", ("read_body",)),
     ("JSON answer", "replies.py", ("json_response",)),
