@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -67,6 +68,12 @@ FORWARD_PARAM = "cb"
 CAPABILITY_PARAMS = (TOKEN_PARAM, REGISTERED_AT_PARAM, FORWARD_PARAM)
 
 
+# An RFC 3339 time in UTC with up to nanoseconds: 2026-12-02T10:11:12.345678Z.
+_RFC3339_UTC = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,9}))?Z"
+)
+
+
 def registration_key(token: str, forward_url: str) -> str:
     """The key document's suffix: SHA-256 of ``token + " " + forward_url``, base64.
 
@@ -85,6 +92,16 @@ def parse_registered_at(text: str | None) -> timestamp_pb2.Timestamp | None:
     """The ``reg`` parameter (an RFC 3339 time, as Firestore's REST API writes it), or None."""
     if not text:
         return None
+    match = _RFC3339_UTC.fullmatch(text)
+    if match is not None:
+        # What Firestore writes (UTC, "Z"), read in about 3 us instead of the
+        # 17 of Timestamp.FromJsonString (strptime), on every callback.
+        try:
+            moment = datetime.fromisoformat(match.group(1) + "+00:00")
+        except ValueError:
+            return None  # no such date or time (FromJsonString refuses them too)
+        nanos = int((match.group(2) or "").ljust(9, "0"))
+        return timestamp_pb2.Timestamp(seconds=int(moment.timestamp()), nanos=nanos)
     stamp = timestamp_pb2.Timestamp()
     try:
         stamp.FromJsonString(text)

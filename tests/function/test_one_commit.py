@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from google.protobuf import timestamp_pb2
+
+from infra.function_modules import function_module
 
 
 def last_entry(capsys) -> dict:
@@ -90,6 +93,36 @@ def test_a_malformed_reg_is_not_an_error_but_the_read_path(client, register, cal
 
     assert code == 200
     assert (entry["outcome"], entry["firestoreCalls"]) == ("stored", 2)
+
+
+@pytest.mark.parametrize(
+    "reg",
+    [
+        "2026-12-02T10:11:12.345Z",  # as the workflow's commit answer writes it
+        "2026-12-02T10:11:12.345678Z",
+        "2026-12-02T10:11:12.123456789Z",
+        "2026-12-02T10:11:12Z",
+        "1969-07-20T20:17:40.5Z",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999999Z",
+        "2026-12-02T11:11:12.345+01:00",  # not Firestore's form: the library's parser
+        "2026-02-30T00:00:00Z",  # no such day
+        "2026-12-02T10:11:60Z",
+        "2026-12-02T10:11:12.Z",
+        "2026-12-02T10:11:12.1234567890Z",
+        "2026-12-02 10:11:12Z",
+        "yesterday",
+    ],
+)
+def test_reg_is_read_as_the_protobuf_library_reads_it(reg):
+    """The Commit's precondition needs the exact time: the same as Timestamp.FromJsonString."""
+    expected: timestamp_pb2.Timestamp | None = timestamp_pb2.Timestamp()
+    try:
+        expected.FromJsonString(reg)
+    except ValueError:
+        expected = None
+
+    assert function_module("registration_layout").parse_registered_at(reg) == expected
 
 
 def test_the_commit_consumes_the_key_and_keeps_the_registration_fields(
