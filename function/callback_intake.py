@@ -29,6 +29,10 @@ from replies import Audience, Reply
 # callback answered 200 that the workflow then cannot hold is a lost callback,
 # so refuse it here instead (well under Firestore's 1 MiB document limit too).
 MAX_STORED_PAYLOAD_BYTES = 150_000
+# allow_nan=False: never store NaN or Infinity, which the workflow's
+# json.decode rejects (the body parser already refuses them). Made once:
+# json.dumps builds a new encoder on each call that passes options.
+_PAYLOAD_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 # The refusals every path answers alike, a callback and a status read: the
 # same 403 and 404 whatever the URL asked for, so neither tells more.
@@ -98,11 +102,7 @@ def store(
     page_choices: callback_store.PageChoices | None = None,
 ) -> callback_store.Recorded:
     """Record the callback (callback_store.record), or a Reply saying why not."""
-    # allow_nan=False: never store NaN or Infinity, which the workflow's
-    # json.decode rejects (the body parser already refuses them).
-    payload_json = json.dumps(
-        callback.payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-    )
+    payload_json = _PAYLOAD_JSON.encode(callback.payload)
     if len(payload_json.encode("utf-8")) > MAX_STORED_PAYLOAD_BYTES:
         message = (
             f"the callback is too large for a workflow to hold "

@@ -14,6 +14,9 @@ from typing import Any
 
 import flask
 
+# json.dumps(entry, ensure_ascii=False), made once: json.dumps builds a new
+# encoder on each call that passes options.
+_LINE_JSON = json.JSONEncoder(ensure_ascii=False)
 _TRACE_HEADER = re.compile(r"([0-9a-fA-F]{32})(?:/.*)?")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 
@@ -68,5 +71,5 @@ def write_line(
     trace_id = trace(request, project)
     if trace_id:
         entry["logging.googleapis.com/trace"] = trace_id
-    sys.stdout.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    sys.stdout.write(_LINE_JSON.encode(entry) + "\n")
     sys.stdout.flush()

@@ -270,3 +270,21 @@ def test_underscores_in_step_cannot_form_a_reserved_document_id(
     client = make_client(CALLBACKS_ALLOW_UNREGISTERED="true")
     assert client.get(callback_url("r", "__x__")).status_code == 200
     assert [d.id for d in callbacks.stream()] == ["r___x__"]
+
+
+def test_the_fingerprint_of_a_request_never_changes(make_client, callbacks, callback_url):
+    """A caller's retry is recognised by it, also after the receiver is redeployed.
+
+    Computed by the receiver as it was when the fingerprint was introduced:
+    SHA-256 of the JSON (sorted keys, not ASCII-escaped) of the method,
+    query, Content-Type and value, a NUL byte, and the body as sent.
+    """
+    client = make_client(CALLBACKS_ALLOW_UNREGISTERED="true")
+    url = callback_url(token=None, value="ja ✓", tag=["b", "a"])
+
+    response = client.post(url, data=b'{"n": 1}', content_type="application/json; charset=utf-8")
+
+    assert response.status_code == 200
+    assert callbacks.document("run-1_approve").get().get("fingerprint") == (
+        "sha256:1a3d4a849cc065f1c53158366b5446b08a7df23c6016dde63245a8609372a2bd"
+    )
