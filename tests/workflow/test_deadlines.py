@@ -76,7 +76,13 @@ def test_no_await_asks_for_less_than_one_second(push_settings, fake_clock):
 def test_an_await_error_other_than_its_timeout_fails_the_wait_with_that_error(
     push_settings, callback_api, fake_clock, monkeypatch, workflow
 ):
+    calls: list[float] = []
+
     def broken(callback: dict, timeout: Any, clock: Any) -> dict:
+        calls.append(timeout)
+        # A wait that swallowed the error would await again at once, without
+        # end: let time run out instead, so that it ends in TimeoutError.
+        fake_clock.time += 1_000
         raise ConnectionError("the callback endpoint is gone (injected)")
 
     monkeypatch.setattr(callback_api, "await_callback", broken)
@@ -85,6 +91,7 @@ def test_an_await_error_other_than_its_timeout_fails_the_wait_with_that_error(
 
     assert run.error["tags"] == ["ConnectionError"]
     assert run.error["message"] == "the callback endpoint is gone (injected)"
+    assert len(calls) == 1
     assert "patch" not in run.connector_calls  # nothing marked: the registration still waits
 
 
