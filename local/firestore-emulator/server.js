@@ -42,7 +42,12 @@ const { FirestoreServer, TimestampFromNow } = require("@firestore-emulator/serve
 const {
   BatchGetDocumentsResponse,
   BeginTransactionResponse,
+  RunQueryResponse,
 } = require("@firestore-emulator/proto/dist/google/firestore/v1/firestore");
+const {
+  StructuredQuery,
+  StructuredQueryDirection,
+} = require("@firestore-emulator/proto/dist/google/firestore/v1/query");
 
 const HOST = "127.0.0.1";
 // Real Firestore expires transactions after 270 s; forget abandoned ones too.
@@ -186,6 +191,60 @@ function dropUnwrittenFields(state, writes) {
   }
 }
 
+// Paging by document name, which the package cannot do: it ignores
+// start_at/end_at cursors and offset (every page would be the first page, so
+// a paging reader loops forever) and does not sort by __name__. A query
+// ordered by __name__ alone is answered here, as Firestore answers it
+// (https://cloud.google.com/firestore/docs/query-data/query-cursors): sorted by
+// name, cursors on the name, then offset and limit. A cursor or offset on any
+// other order is refused (UNIMPLEMENTED), never answered wrong.
+const NAME = "__name__";
+
+function orderedByNameOnly(query) {
+  return query.order_by.length > 0 && query.order_by.every((order) => order.field.field_path === NAME);
+}
+
+function pagingRefusal(query) {
+  const pages = query.has_start_at || query.has_end_at || query.offset > 0;
+  if (!pages) return null;
+  if (!orderedByNameOnly(query)) {
+    return "this emulator pages (cursors, offset) only on a query ordered by __name__ alone";
+  }
+  for (const cursor of [query.has_start_at && query.start_at, query.has_end_at && query.end_at]) {
+    if (cursor && (cursor.values.length !== 1 || !cursor.values[0].reference_value)) {
+      return "this emulator's cursors must be one document reference";
+    }
+  }
+  return null;
+}
+
+function queryByName(state, parent, query) {
+  const unordered = StructuredQuery.deserializeBinary(query.serializeBinary());
+  unordered.order_by = [];
+  unordered.start_at = undefined;
+  unordered.end_at = undefined;
+  unordered.offset = 0;
+  unordered.limit = undefined;
+  const descending = query.order_by[0].direction === StructuredQueryDirection.DESCENDING;
+  const name = (document) => document.getPath(); // the v1 name, without building the document
+  const compare = (a, b) => (a < b ? -1 : a > b ? 1 : 0) * (descending ? -1 : 1);
+  let documents = state
+    .v1Query(parent, unordered)
+    .map((document) => [name(document), document])
+    .sort(([a], [b]) => compare(a, b));
+  if (query.has_start_at) {
+    const at = query.start_at.values[0].reference_value;
+    documents = documents.filter(([n]) => compare(n, at) > 0 || (query.start_at.before && n === at));
+  }
+  if (query.has_end_at) {
+    const at = query.end_at.values[0].reference_value;
+    documents = documents.filter(([n]) => compare(n, at) < 0 || (!query.end_at.before && n === at));
+  }
+  documents = documents.slice(query.offset);
+  if (query.has_limit) documents = documents.slice(0, query.limit.value);
+  return documents.map(([, document]) => document);
+}
+
 // Real Firestore never gives two versions of a document the same update
 // time. The package stamps a commit with new Date(), at millisecond
 // resolution, so back-to-back commits could share one, and an update_time
@@ -272,7 +331,29 @@ function isolatedService({ definition, implementation, state }) {
         }
         return write(response);
       };
-      implementation.RunQuery(call);
+      const query = request.structured_query;
+      const refusal = query ? pagingRefusal(query) : null;
+      if (refusal) {
+        call.emit("error", grpcError(status.UNIMPLEMENTED, refusal));
+        return;
+      }
+      if (!query || !orderedByNameOnly(query)) {
+        implementation.RunQuery(call);
+        return;
+      }
+      const readTime = TimestampFromNow();
+      const documents = queryByName(state, request.parent, query);
+      for (const document of documents) {
+        call.write(
+          RunQueryResponse.fromObject({
+            document: document.toV1DocumentObject(),
+            read_time: readTime,
+            skipped_results: 0,
+          }),
+        );
+      }
+      call.write(RunQueryResponse.fromObject({ done: true, read_time: readTime }));
+      call.end();
     },
 
     Commit(call, callback) {

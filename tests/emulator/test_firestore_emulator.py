@@ -186,3 +186,32 @@ def test_a_masked_field_the_write_leaves_out_is_deleted(firestore_client):
     ref.set({"state": "RECEIVED", "payload": "{}", "token": "t"})
     ref.update({"state": "CONSUMED", "payload": firestore.DELETE_FIELD})
     assert ref.get().to_dict() == {"state": "CONSUMED", "token": "t"}
+
+
+def test_pages_by_document_name_follow_the_cursor(firestore_client):
+    # The npm package ignores cursors: every page was the first one.
+    pages = firestore_client.collection("paged")
+    batch = firestore_client.batch()
+    for number in (3, 1, 4, 0, 2):
+        batch.set(pages.document(f"doc-{number}"), {"n": number})
+    batch.commit()
+    query = pages.order_by("__name__").limit(2)
+    seen: list[str] = []
+    last = None
+    while True:
+        page = list((query.start_after(last) if last else query).stream())
+        seen += [snapshot.id for snapshot in page]
+        if len(page) < 2:
+            break
+        last = page[-1]
+    assert seen == [f"doc-{number}" for number in range(5)]
+    descending = pages.order_by("__name__", direction=firestore.Query.DESCENDING).limit(2)
+    assert [s.id for s in descending.stream()] == ["doc-4", "doc-3"]
+
+
+def test_a_cursor_the_emulator_cannot_honour_is_refused_not_ignored(firestore_client):
+    pages = firestore_client.collection("paged-by-field")
+    pages.document("a").set({"n": 1})
+    query = pages.order_by("n").start_after({"n": 0})
+    with pytest.raises(exceptions.MethodNotImplemented, match="ordered by __name__"):
+        list(query.stream())
