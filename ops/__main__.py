@@ -4,6 +4,8 @@
     pulumi stack output --json | python -m ops verify --outputs -
     python -m ops verify --local              # against python -m local's stack
     python -m ops url EXECUTION_ID STEP --stack dev   # the URL a running execution registered
+    python -m ops pending --stack dev         # registrations still waiting or received
+    python -m ops show RUNID STEP --stack dev # one registration's state and times
 
 Exit status: 0 when the check passed, 1 when the stack failed it, 2 when it
 could not run (no credentials, stack not found, emulator not running).
@@ -12,20 +14,23 @@ could not run (no credentials, stack not found, emulator not running).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ops import verify
 from ops.errors import OpsError
-from ops.stack_outputs import StackOutputs, from_json, from_stack
+from ops.stack_outputs import StackOutputs
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
     options = _parser().parse_args(argv)
+    commands = {"url": _url, "verify": _verify, "pending": _pending, "show": _show}
     try:
-        return _url(options) if options.command == "url" else _verify(options)
+        return commands[options.command](options)
     except OpsError as error:
         print(f"error: {error.what}", file=sys.stderr)
         if error.fix:
@@ -66,6 +71,53 @@ def _url(options: argparse.Namespace) -> int:
     return 0
 
 
+def _pending(options: argparse.Namespace) -> int:
+    from ops import registrations, table
+    from ops.data_source import collection_of, firestore_errors
+
+    collection, where = collection_of(options, PROJECT_DIR)
+    states = tuple(state.upper() for state in options.state) or registrations.OPEN_STATES
+    now = datetime.now(UTC)
+
+    def progress(scanned: int) -> None:
+        if scanned >= registrations.PAGE_SIZE:
+            print(f"read {scanned} registrations ...", file=sys.stderr, flush=True)
+
+    with firestore_errors(where):
+        rows = registrations.pending(
+            collection,
+            states=states,
+            run_id=options.run,
+            older_than_seconds=options.older_than,
+            limit=options.limit,
+            now=now,
+            on_page=progress,
+        )
+    if options.json:
+        print(json.dumps([row.as_json(now) for row in rows], indent=2))
+    else:
+        print(table.pending(rows, now))
+    return 0
+
+
+def _show(options: argparse.Namespace) -> int:
+    from ops import registrations
+    from ops.data_source import collection_of, firestore_errors
+
+    collection, where = collection_of(options, PROJECT_DIR)
+    with firestore_errors(where):
+        shown = registrations.show(
+            collection, options.run_id, options.step, payload=options.payload, now=datetime.now(UTC)
+        )
+    if shown is None:
+        raise OpsError(
+            f"no registration of runID {options.run_id!r} step {options.step!r} in {where}",
+            "`python -m ops pending` lists the open ones; a finished one stays until its TTL",
+        )
+    print(json.dumps(shown, indent=2, ensure_ascii=False))
+    return 0
+
+
 # What a caller of a URL whose wait is over gets (docs/protocol.md, Answers).
 FINISHED_STATES = {
     "CONSUMED": "the workflow already took this callback: the same callback again gets 200 "
@@ -75,12 +127,9 @@ FINISHED_STATES = {
 
 
 def _outputs(options: argparse.Namespace) -> StackOutputs:
-    if options.outputs is not None:
-        origin = "standard input" if options.outputs == "-" else options.outputs
-        text = sys.stdin.read() if options.outputs == "-" else _read(options.outputs)
-        return from_json(text, origin)
-    print(f"reading the outputs of stack {options.stack!r} ...", file=sys.stderr, flush=True)
-    return from_stack(options.stack, options.work_dir)
+    from ops.data_source import outputs_of
+
+    return outputs_of(options, PROJECT_DIR)
 
 
 def _verify_local(verify_options: verify.Options, report: verify.Report) -> int:
@@ -108,13 +157,6 @@ def _run(deployment: verify.Deployment, options: verify.Options, report: verify.
         print(f"verify failed at: {failure.stage}", file=report.out, flush=True)
         return 1
     return 0
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise OpsError(f"cannot read {path}: {error.strerror}", "pass an existing file") from None
 
 
 def _positive_int(text: str) -> int:
@@ -158,7 +200,84 @@ def _parser() -> argparse.ArgumentParser:
     url.add_argument("execution", help="the execution id (or its full resource name)")
     url.add_argument("step", help="the step given to getCallbackURL")
     _stack_arguments(url)
+
+    listing = commands.add_parser(
+        "pending",
+        help="list the registrations not yet taken by their workflow, newest first",
+        description="The open registrations (waiting for a callback, or received and not yet "
+        "taken), newest first. Reads the collection in pages; memory stays flat.",
+    )
+    listing.add_argument(
+        "--state",
+        action="append",
+        choices=["waiting", "received"],
+        default=[],
+        help="only this state (repeat for both; default: both)",
+    )
+    listing.add_argument("--run", metavar="RUNID", help="only this execution's registrations")
+    listing.add_argument(
+        "--older-than",
+        type=_duration,
+        metavar="AGE",
+        help="only registrations at least this old: 90s, 15m, 2h or 3d",
+    )
+    listing.add_argument(
+        "--limit",
+        type=_count,
+        default=50,
+        help="rows to show, the newest (default 50; 0: all, in no particular order)",
+    )
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    _data_arguments(listing)
+
+    detail = commands.add_parser(
+        "show",
+        help="one registration's state and times (never its token)",
+    )
+    detail.add_argument("run_id", metavar="RUNID")
+    detail.add_argument("step")
+    detail.add_argument(
+        "--payload", action="store_true", help="also print the stored callback's payload"
+    )
+    _data_arguments(detail)
     return parser
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a data command reads: a stack's outputs, python -m local's emulator, or flags."""
+    where = _stack_arguments(parser)
+    where.add_argument(
+        "--local",
+        action="store_true",
+        help="the emulator of a running python -m local (FIRESTORE_EMULATOR_HOST)",
+    )
+    parser.add_argument("--project", help="instead of the outputs: the project id")
+    parser.add_argument("--database", help="instead of the outputs: the Firestore database id")
+    parser.add_argument("--collection", help="instead of the outputs: the callbacks collection")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    unit = _UNITS.get(text[-1:].lower())
+    try:
+        value = float(text[:-1]) * unit if unit else float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"not an age like 90s, 15m, 2h or 3d: {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
 
 
 def _stack_arguments(parser: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:
