@@ -119,6 +119,8 @@ def _run(workflow: Path, argument: Any, options: argparse.Namespace) -> int:
     print(f"Starting the local stack for {workflow} ...", flush=True)
     with local_stack() as stack:
         print(f"Receiver on {stack.receiver_url}", flush=True)
+        # What `python -m ops pending --local` needs to read this stack.
+        print(f"Firestore emulator on {stack.settings.firestore_host}", flush=True)
         print(f"Delivery: {stack.settings.wait.delivery}", flush=True)
         try:
             result = stack.run(workflow, argument, on_callback_url=on_url, on_log=on_log)

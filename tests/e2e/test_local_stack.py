@@ -236,3 +236,26 @@ def test_ctrl_c_stops_everything_the_stack_started(cli):
     assert not [pid for pid in started if alive(pid)]
     with pytest.raises(requests.ConnectionError):
         requests.get(receiver_url, timeout=2)
+
+
+def test_ops_pending_lists_what_the_local_run_waits_for(cli, repo_root):
+    env = {key: value for key, value in os.environ.items() if key != "FIRESTORE_EMULATOR_HOST"}
+    run = cli("run", "workflow/example.yaml", env=env)
+    emulator = run.wait_for("Firestore emulator on")
+    url = run.wait_for("Callback URL:")
+    run_id = url.split("runID=")[1].split("&")[0]
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "ops", "pending", "--local", "--json"],
+        cwd=repo_root,
+        env={**env, "FIRESTORE_EMULATOR_HOST": emulator},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [(row["run_id"], row["step"], row["state"], row["kind"]) for row in rows] == [
+        (run_id, "approval", "waiting", "page")
+    ]
