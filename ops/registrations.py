@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -42,12 +42,18 @@ class Row:
     expire_at: datetime | None
 
     def as_json(self, now: datetime) -> dict[str, Any]:
-        row = asdict(self)
-        for name in ("created_at", "expire_at"):
-            row[name] = row[name].isoformat() if row[name] else None
-        row["age_seconds"] = _seconds(now, self.created_at)
-        row["expires_in_seconds"] = _seconds(self.expire_at, now)
-        return row
+        """The row as `pending --json` prints it: the protocol's names, as `show` uses."""
+        return {
+            "runID": self.run_id,
+            "step": self.step,
+            "state": self.state,
+            "kind": self.kind,
+            "delivery": self.delivery,
+            "createdAt": self.created_at.isoformat() if self.created_at else None,
+            "expireAt": self.expire_at.isoformat() if self.expire_at else None,
+            "ageSeconds": _seconds(now, self.created_at),
+            "expiresInSeconds": _seconds(self.expire_at, now),
+        }
 
 
 def split_id(document_id: str) -> tuple[str, str]:

@@ -256,6 +256,6 @@ def test_ops_pending_lists_what_the_local_run_waits_for(cli, repo_root):
 
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
-    assert [(row["run_id"], row["step"], row["state"], row["kind"]) for row in rows] == [
+    assert [(row["runID"], row["step"], row["state"], row["kind"]) for row in rows] == [
         (run_id, "approval", "waiting", "page")
     ]

@@ -146,7 +146,7 @@ def test_the_commands_on_the_local_emulator(
 
     listed = ops(repo_root, "pending", *where, "--json", env=env)
     assert listed.returncode == 0, listed.stderr
-    assert [row["run_id"] for row in json.loads(listed.stdout)] == ["run-c", "run-b", "run-a"][::-1]
+    assert [row["runID"] for row in json.loads(listed.stdout)] == ["run-c", "run-b", "run-a"][::-1]
 
     shown = ops(repo_root, "show", "run-a", "approve", *where, env=env)
     assert shown.returncode == 0 and json.loads(shown.stdout)["kind"] == "page"
