@@ -59,6 +59,19 @@ def test_a_slice_longer_than_the_time_left_ends_at_the_deadline(
     assert fake_clock.awaits == [3.0]
     assert 3 <= fake_clock.elapsed < 4
     assert callbacks.document(f"{run.execution_id}_d").get().to_dict()["state"] == "EXPIRED"
+    # The line the stack's "waits timed out" metric counts (infra/monitoring.py).
+    assert run.logs == [
+        (
+            "WARNING",
+            {
+                "event": "callback_wait_timed_out",
+                "runID": run.execution_id,
+                "step": "d",
+                "timeoutSeconds": 3.0,
+                "delivery": "push",
+            },
+        )
+    ]
 
 
 def test_no_await_asks_for_less_than_one_second(push_settings, fake_clock):
