@@ -17,7 +17,15 @@ import flask
 import callback_store
 from callback_body import BodyError, DecodedTooLarge, UnsupportedEncoding, decode_content
 from callback_forward import Forwarder, forward_event
-from callback_request import BadRequest, BodyTooLarge, Callback, CallbackIds, parse_ids, read_body
+from callback_request import (
+    BadRequest,
+    BodyTooLarge,
+    Callback,
+    CallbackIds,
+    header,
+    parse_ids,
+    read_body,
+)
 from callback_store import Outcome
 from receiver_config import Runtime
 from registration_layout import EXPIRED_AT_FIELD, rfc3339_or_none
@@ -82,7 +90,7 @@ def decoded_body(request: flask.Request, limit: int) -> bytes:
     """
     try:
         sent = read_body(request, limit)
-        return decode_content(request.headers.get("Content-Encoding"), sent, limit)
+        return decode_content(header(request, "Content-Encoding"), sent, limit)
     except BodyTooLarge:
         message = f"the body is larger than {limit} bytes"
         raise Reply(413, message, "too_large", body_unread=True) from None

@@ -5,6 +5,7 @@ Pure functions of the request: no Firestore, no logging, no settings cache.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -78,6 +79,23 @@ class Callback:
     forward_param: str | None = None
 
 
+def header(request: Request, name: str) -> str | None:
+    """``request.headers.get(name)``, read from the WSGI environ directly.
+
+    werkzeug's headers raise and catch a KeyError for each absent header, and
+    most of the headers the receiver asks for are absent from most requests:
+    about 0.8 us a lookup instead of 0.1.
+    """
+    return request.environ.get(_environ_key(name))
+
+
+@functools.cache
+def _environ_key(name: str) -> str:
+    # Where WSGI (PEP 3333) puts a header, as werkzeug's EnvironHeaders looks it up.
+    key = name.upper().replace("-", "_")
+    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"
+
+
 def parse_ids(args: MultiDict[str, str]) -> CallbackIds:
     """runID and step, validated; the only characters they may hold are safe in ids."""
     run_id = args.get("runID")
@@ -128,7 +146,7 @@ def parse_callback(
     value = request.args.get("value") if value is None else value
     # The token, reg and cb are the caller's credential, not its message.
     query = _multidict_to_map(request.args, drop=CAPABILITY_PARAMS)
-    content_type = request.headers.get("Content-Type")
+    content_type = header(request, "Content-Type")
     try:
         stored = store_body(request.mimetype, request.mimetype_params, body)
     except BodyError as error:
@@ -186,7 +204,7 @@ def _multidict_to_map(values: MultiDict[str, str], drop: tuple[str, ...] = ()) -
 def _safe_headers(request: Request) -> dict[str, str]:
     headers = {}
     for name in HEADER_ALLOW_LIST:
-        value = request.headers.get(name)
+        value = header(request, name)
         if value is not None:
             headers[name] = value[:MAX_HEADER_VALUE_CHARS]
     return headers

@@ -24,7 +24,7 @@ import callback_status
 import page_handler
 import request_log
 from callback_body import BodyError
-from callback_request import BadRequest, Callback, CallbackIds, parse_callback
+from callback_request import BadRequest, Callback, CallbackIds, header, parse_callback
 from callback_store import Outcome, Recorded
 from receiver_config import LazyRuntime, ReceiverConfig, Runtime
 from registration_layout import CONSUMED_AT_FIELD, rfc3339_or_none
@@ -103,7 +103,7 @@ def _allowed_origin(request: flask.Request, audience: Audience) -> str | None:
 
     Only machine URLs take part: the page posts to itself.
     """
-    origin = request.headers.get("Origin")
+    origin = header(request, "Origin")
     if not origin or audience is Audience.PAGE:
         return None
     try:

@@ -14,6 +14,8 @@ from typing import Any
 
 import flask
 
+from callback_request import header
+
 # json.dumps(entry, ensure_ascii=False), made once: json.dumps builds a new
 # encoder on each call that passes options.
 _LINE_JSON = json.JSONEncoder(ensure_ascii=False)
@@ -37,8 +39,8 @@ def trace(request: flask.Request, project: str | None) -> str | None:
     """The Cloud Trace id, so Cloud Logging groups our line with the request."""
     if not project:
         return None
-    match = _TRACE_HEADER.fullmatch(request.headers.get("X-Cloud-Trace-Context", "")) or (
-        _TRACEPARENT.fullmatch(request.headers.get("traceparent", ""))
+    match = _TRACE_HEADER.fullmatch(header(request, "X-Cloud-Trace-Context") or "") or (
+        _TRACEPARENT.fullmatch(header(request, "traceparent") or "")
     )
     return f"projects/{project}/traces/{match.group(1)}" if match else None
 
