@@ -38,14 +38,13 @@ PARTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Firestore Commit", "firestore/client.py", ("commit",)),
     # Only when a Commit's precondition failed (retries, conflicts, wrong tokens).
     ("Firestore BatchGetDocuments (read)", "firestore/client.py", ("batch_get_documents",)),
-    # The client library turning the writes into protobufs, before the Commit.
+    # The client library turning the writes into protobufs, before the Commit
+    # (the seed's; ours builds its own, function/firestore_commit.py: in "rest").
     (
         "encode the writes (client library)",
         "firestore_v1/base_batch.py",
         ("create", "set", "update", "delete"),
     ),
-    # Ours builds them as protobufs itself (function/firestore_commit.py).
-    ("encode the writes (as protobufs)", "firestore_commit.py", ("create", "update", "delete")),
     ("parse request + build payload", "callback_request.py", ("parse_callback",)),
     ("read body", "callback_request.py", ("read_body",)),
     ("JSON answer", "replies.py", ("json_response",)),
