@@ -63,16 +63,15 @@ FUNCTION_FIRESTORE_CALLS: dict[str, tuple[str, ...]] = {
     # function/callback_store.py read() and _read_decide_write():
     # DocumentReference.get is a BatchGetDocuments ("batchGet").
     "DocumentReference.get": ("datastore.entities.get",),
-    # The one Commit's writes (WriteBatch): create carries the precondition
-    # exists: false ("commit update ... exists precondition set to false").
-    "WriteBatch.create": ("datastore.entities.create",),
+    # The Commits' writes, built in function/firestore_commit.py: create
+    # carries the precondition exists: false ("commit update ... exists
+    # precondition set to false").
+    "firestore_commit.create": ("datastore.entities.create",),
     # update of the version read or registered (an update_time precondition:
     # the document exists), "commit update ... set to true".
-    "WriteBatch.update": ("datastore.entities.update",),
-    # set, the page's answer record: no precondition, so both.
-    "WriteBatch.set": ("datastore.entities.create", "datastore.entities.update"),
+    "firestore_commit.update": ("datastore.entities.update",),
     # delete of the key document ("commit delete").
-    "WriteBatch.delete": ("datastore.entities.delete",),
+    "firestore_commit.delete": ("datastore.entities.delete",),
 }
 WORKFLOW_FIRESTORE_CALLS: dict[str, tuple[str, ...]] = {
     # getCallbackURL's register: both writes are updates with
@@ -122,7 +121,7 @@ CUSTOM_ROLE_SPECS: dict[str, RoleSpec] = {
     ),
     "workflow-data": RoleSpec(
         "Callback workflow data",
-        "Get, create and delete callback documents by name (workflow-callbacks).",
+        "Get, create and update callback documents by name (workflow-callbacks).",
         permissions_of(WORKFLOW_FIRESTORE_CALLS),
     ),
 }

@@ -32,7 +32,9 @@ class FakeStack:
         self.wait_for_callback = wait_for_callback
         self.callback_sent = threading.Event()
         self.receiver_url = "http://127.0.0.1:2/"
-        self.settings = SimpleNamespace(wait=SimpleNamespace(delivery="push"))
+        self.settings = SimpleNamespace(
+            wait=SimpleNamespace(delivery="push"), firestore_host="127.0.0.1:1"
+        )
 
     def run(self, workflow: Path, argument: Any, **hooks: Any) -> RunResult:
         hooks["on_callback_url"](URL)
