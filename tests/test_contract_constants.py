@@ -22,9 +22,11 @@ CONTRACT = vars(function_module("contract"))
 
 def settings_of(subworkflow: str) -> dict[str, str]:
     source = yaml.safe_load((REPO_ROOT / "workflow" / "callbacks.yaml").read_text())
+    # The first step of each subworkflow assigns its settings (whatever its name).
+    (first,) = source[subworkflow]["steps"][0].values()
     return {
         name: value
-        for entry in source[subworkflow]["steps"][0]["settings"]["assign"]
+        for entry in first["assign"]
         for name, value in entry.items()
     }
 
