@@ -24,11 +24,7 @@ def settings_of(subworkflow: str) -> dict[str, str]:
     source = yaml.safe_load((REPO_ROOT / "workflow" / "callbacks.yaml").read_text())
     # The first step of each subworkflow assigns its settings (whatever its name).
     (first,) = source[subworkflow]["steps"][0].values()
-    return {
-        name: value
-        for entry in first["assign"]
-        for name, value in entry.items()
-    }
+    return {name: value for entry in first["assign"] for name, value in entry.items()}
 
 
 def env_default(expression: str, variable: str) -> str:
@@ -42,10 +38,9 @@ def test_both_subworkflows_use_the_contracts_id_patterns_and_defaults() -> None:
         settings = settings_of(subworkflow)
         assert settings["runIdPattern"] == f"^{CONTRACT['RUN_ID_PATTERN']}$", subworkflow
         assert settings["stepPattern"] == f"^{CONTRACT['STEP_PATTERN']}$", subworkflow
-        assert (
-            env_default(settings["collection"], "CALLBACKS_COLLECTION")
-            == (CONTRACT["DEFAULT_COLLECTION"])
-        )
+        # waitForResponse folds the collection into the document path it reads.
+        collection = settings.get("collection") or settings["documentPath"]
+        assert env_default(collection, "CALLBACKS_COLLECTION") == CONTRACT["DEFAULT_COLLECTION"]
     assert env_default(settings_of("getCallbackURL")["ttlSeconds"], "CALLBACKS_TTL_SECONDS") == (
         str(CONTRACT["DEFAULT_TTL_SECONDS"])
     )
