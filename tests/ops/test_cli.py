@@ -101,14 +101,7 @@ def test_url_prints_what_a_waiting_execution_registered(
     token = "t" * 64
     endpoint = "https://workflowexecutions.googleapis.com/v1/projects/p/locations/r/x"
     registration = Registration("run-7_approval", token, endpoint, '{"title": "Go?"}')
-    batch = firestore_client.batch()
-    for document_id, fields in registration.documents(
-        datetime.now(UTC), timedelta(hours=1)
-    ).items():
-        batch.create(
-            firestore_client.collection("workflow_callbacks").document(document_id), fields
-        )
-    batch.commit()
+    register(firestore_client, registration)
     created = firestore_client.collection("workflow_callbacks").document("run-7_approval").get()
     outputs = json.dumps(
         {**OUTPUTS, "project": gcp_project, "region": "r", "firestoreDatabase": firestore_database}
@@ -147,14 +140,7 @@ def test_url_of_a_consumed_registration_says_what_a_caller_gets(
     gcp_project: str,
 ) -> None:
     registration = Registration("run-9_approval", "t" * 64)
-    batch = firestore_client.batch()
-    for document_id, fields in registration.documents(
-        datetime.now(UTC), timedelta(hours=1)
-    ).items():
-        batch.create(
-            firestore_client.collection("workflow_callbacks").document(document_id), fields
-        )
-    batch.commit()
+    register(firestore_client, registration)
     firestore_client.collection("workflow_callbacks").document("run-9_approval").update(
         {"state": "CONSUMED"}
     )
@@ -167,3 +153,14 @@ def test_url_of_a_consumed_registration_says_what_a_caller_gets(
     assert done.returncode == 0, done.stderr
     assert "token=" + "t" * 64 in done.stdout
     assert "note: the workflow already took this callback" in done.stderr
+
+
+def register(firestore_client, registration: Registration) -> None:
+    """Both documents of a registration, as getCallbackURL writes them."""
+    batch = firestore_client.batch()
+    documents = registration.documents(datetime.now(UTC), timedelta(hours=1))
+    for document_id, fields in documents.items():
+        batch.create(
+            firestore_client.collection("workflow_callbacks").document(document_id), fields
+        )
+    batch.commit()
