@@ -69,8 +69,8 @@ class Deployment(Protocol):
 class RegistrationReader:
     """Rebuilds a callback URL from the registration in Firestore.
 
-    The registration holds the token, the endpoint (``cb``) and its creation
-    time (``reg``): everything getCallbackURL put into the URL it returned.
+    The registration holds the token, the endpoint (``cb``) and its WAITING
+    version (``reg``): everything getCallbackURL put into the URL it returned.
     Reading it is instant and needs only the Firestore read the deployer
     has, where the URL in the execution's log line would need Cloud Logging
     to have ingested it first (seconds to minutes) and a log filter per
@@ -106,6 +106,13 @@ class RegistrationReader:
         registration = Registration(
             document_id=snapshot.id, token=token, forward_url=fields.get(FORWARD_URL_FIELD) or ""
         )
-        query = {"runID": run_id, "step": step, **registration.query(rfc3339(snapshot.create_time))}
+        # reg is the WAITING version, as getCallbackURL's reuse of a
+        # registration computes it: the update time while WAITING (a
+        # registration written over a tombstone was created long before);
+        # once answered no version lets a blind Commit through, and the
+        # receiver reads instead.
+        waiting = fields.get("state") == "WAITING"
+        version = snapshot.update_time if waiting else snapshot.create_time
+        query = {"runID": run_id, "step": step, **registration.query(rfc3339(version))}
         url = f"{self._function_url}?{urlencode(query)}"
         return f"{url}&{PAGE_VIEW}" if fields.get(FORM_FIELD) else url

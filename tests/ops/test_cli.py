@@ -118,7 +118,17 @@ def test_url_prints_what_a_waiting_execution_registered(
     assert query["token"] == [token] and query["cb"] == [endpoint]
     assert query["view"] == ["page"]  # registered with a form: the page for people
     registered = datetime.fromisoformat(query["reg"][0].replace("Z", "+00:00"))
-    assert registered == created.create_time
+    assert registered == created.create_time == created.update_time
+
+    # Registered again over a tombstone of an earlier wait: the document is
+    # older than the registration, and reg is the WAITING version.
+    document = firestore_client.collection("workflow_callbacks").document("run-7_approval")
+    document.update({"state": "WAITING", "createdAt": datetime.now(UTC)})
+    rewritten = document.get()
+    again = ops(repo_root, "url", execution, "approval", "--outputs", "-", stdin=outputs)
+    reg = parse_qs(urlsplit(again.stdout.strip()).query)["reg"][0]
+    assert datetime.fromisoformat(reg.replace("Z", "+00:00")) == rewritten.update_time
+    assert rewritten.update_time != rewritten.create_time
 
     missing = ops(repo_root, "url", "run-8", "approval", "--outputs", "-", stdin=outputs)
     assert missing.returncode == 2
