@@ -28,7 +28,15 @@ from callback_request import BadRequest, Callback, CallbackIds, header, parse_ca
 from callback_store import Outcome, Recorded
 from receiver_config import LazyRuntime, ReceiverConfig, Runtime
 from registration_layout import CONSUMED_AT_FIELD, rfc3339_or_none
-from replies import MACHINE_METHODS, Audience, Reply, error_response, internal_error, json_response
+from replies import (
+    Audience,
+    Reply,
+    answer_and_close,
+    declares_body,
+    error_response,
+    internal_error,
+    json_response,
+)
 
 # One per instance: each functions_framework.create_app loads this module
 # afresh, and with it a runtime that reads the environment on first use.
@@ -47,7 +55,7 @@ def processEntry(request: flask.Request) -> flask.Response:
     log: dict[str, Any] = {"runID": None, "step": None, "method": request.method}
     origin = _allowed_origin(request, audience)
     if origin is not None and request.method == "OPTIONS":
-        response = _preflight(origin)
+        response = _preflight(origin, audience, request)
         _write_log(request, log, "preflight", response.status_code, started)
         return response
     try:
@@ -113,19 +121,24 @@ def _allowed_origin(request: flask.Request, audience: Audience) -> str | None:
     return origin if origin in config.allowed_origins else None
 
 
-def _preflight(origin: str) -> flask.Response:
-    """The CORS preflight of a browser page on an allowed origin: which calls it may make."""
+def _preflight(origin: str, audience: Audience, request: flask.Request) -> flask.Response:
+    """The CORS preflight of a browser page on an allowed origin: which calls it may make.
+
+    The methods are the URL's own (a status URL only reads). A browser's
+    preflight has no body; one that declares a body is answered without
+    reading it, and the connection closed, as every refused body is.
+    """
     response = flask.Response(status=204)
     response.headers.update(
         {
             "Access-Control-Allow-Origin": origin,
-            "Access-Control-Allow-Methods": ", ".join(MACHINE_METHODS),
+            "Access-Control-Allow-Methods": ", ".join(audience.methods),
             "Access-Control-Allow-Headers": "Content-Type",
             "Access-Control-Max-Age": str(CORS_MAX_AGE_SECONDS),
             "Vary": "Origin",
         }
     )
-    return response
+    return answer_and_close(response, request) if declares_body(request) else response
 
 
 # --- the machine path ------------------------------------------------------------------

@@ -87,7 +87,7 @@ def error_response(reply: Reply, audience: Audience, request: flask.Request) -> 
     else:
         response = json_response({"error": reply.error, **reply.fields}, reply.status)
     if reply.body_unread:
-        response = _answer_and_close(response, request)
+        response = answer_and_close(response, request)
     if reply.status == 405:
         response.headers["Allow"] = ", ".join(audience.methods)
     if reply.status == 503:
@@ -96,10 +96,19 @@ def error_response(reply: Reply, audience: Audience, request: flask.Request) -> 
 
 
 def internal_error(audience: Audience, request: flask.Request) -> flask.Response:
-    return error_response(Reply(500, "internal error", "error"), audience, request)
+    # How much of the body was read before the failure is unknown: whatever
+    # is left is nobody's to read.
+    reply = Reply(500, "internal error", "error", body_unread=declares_body(request))
+    return error_response(reply, audience, request)
 
 
-def _answer_and_close(rendered: flask.Response, request: flask.Request) -> flask.Response:
+def declares_body(request: flask.Request) -> bool:
+    """Whether the request says a body follows (a Content-Length above 0, or chunked)."""
+    chunked = "chunked" in (request.headers.get("Transfer-Encoding") or "").lower()
+    return chunked or bool(request.content_length)
+
+
+def answer_and_close(rendered: flask.Response, request: flask.Request) -> flask.Response:
     """``rendered``, for a request whose body is unread, ending the connection without reading it.
 
     An unauthenticated caller must not hold an instance reading a body that

@@ -37,6 +37,26 @@ def test_a_bug_is_a_500_with_its_stack(client, register, callback_url, monkeypat
     assert "a bug in the decision" in entry["stack_trace"]
 
 
+def test_a_500_closes_the_connection_of_a_request_with_a_body(
+    client, register, callback_url, monkeypatch
+):
+    # Nobody knows how much of the body the failed request read; the rest is
+    # not read (functions-framework would, for a plain response) but dropped.
+    token = register()
+    monkeypatch.setattr(sys.modules["callback_store"], "decide", _raise_type_error)
+
+    with_body = client.post(callback_url(token=token, legacy=True), json={"approved": True})
+    without = client.get(callback_url(token=token, legacy=True))
+
+    assert with_body.status_code == without.status_code == 500
+    assert with_body.headers["Connection"] == "close"
+    assert "Connection" not in without.headers
+
+
+def _raise_type_error(*args, **kwargs):
+    raise TypeError("a bug in the decision")
+
+
 def test_an_invalid_argument_is_a_500(client, register, callback_url, monkeypatch):
     """A request Firestore finds malformed is our bug, not the database's weather."""
     token = register()
