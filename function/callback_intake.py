@@ -7,6 +7,7 @@ because none has its own copy.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 import flask
 
 import callback_store
+import form_answer
 from callback_body import BodyError, DecodedTooLarge, UnsupportedEncoding, decode_content
 from callback_forward import Forwarder, forward_event
 from callback_request import (
@@ -50,20 +52,32 @@ REFUSALS = {
     Outcome.CONFLICT: (409, "this callback was already received with a different payload"),
     Outcome.UNKNOWN_STATE: (409, "this callback is in a state the receiver does not accept"),
     Outcome.EXPIRED: (410, "the workflow stopped waiting for this callback"),
+    Outcome.INVALID_CHOICE: (422, "not an answer this form takes"),
 }
 
 
-def refused(outcome: Outcome, stored: Mapping[str, Any] | None) -> Reply | None:
+def refused(
+    outcome: Outcome, stored: Mapping[str, Any] | None, callback: Callback | None = None
+) -> Reply | None:
     """The JSON answer to ``outcome`` if it is a refusal (REFUSALS), else None."""
-    return refusal_reply(outcome, stored) if outcome in REFUSALS else None
+    return refusal_reply(outcome, stored, callback) if outcome in REFUSALS else None
 
 
-def refusal_reply(outcome: Outcome, stored: Mapping[str, Any] | None) -> Reply:
-    """The JSON answer to a refusal; 410 says when the workflow stopped waiting."""
+def refusal_reply(
+    outcome: Outcome, stored: Mapping[str, Any] | None, callback: Callback | None = None
+) -> Reply:
+    """The JSON answer to a refusal; 410 says when the workflow stopped waiting, 422 what
+    the form takes (and, given the callback, what is wrong with it)."""
     status, message = REFUSALS[outcome]
-    fields = None
+    fields: dict[str, Any] | None = None
     if outcome is Outcome.EXPIRED:
         fields = {"expiredAt": rfc3339_or_none((stored or {}).get(EXPIRED_AT_FIELD))}
+    if outcome is Outcome.INVALID_CHOICE:
+        form = form_answer.form_of(stored)
+        fields = {"allowed": list(form.values) if form else []}
+        if form is not None and callback is not None:
+            answer = form_answer.answer_of(callback.payload)
+            message = form_answer.problem(answer, form) or message
     return Reply(status, message, outcome.value, fields=fields)
 
 
@@ -104,12 +118,13 @@ def decoded_body(request: flask.Request, limit: int) -> bytes:
 
 
 def store(
-    callback: Callback,
-    runtime: Runtime,
-    now: datetime,
-    page_choices: callback_store.PageChoices | None = None,
+    callback: Callback, runtime: Runtime, now: datetime, page: bool = False
 ) -> callback_store.Recorded:
-    """Record the callback (callback_store.record), or a Reply saying why not."""
+    """Record the callback (callback_store.record), or a Reply saying why not.
+
+    ``page``: an answer from the page for people, stored only where there is
+    a form (read first: the page needs the form anyway).
+    """
     payload_json = _PAYLOAD_JSON.encode(callback.payload)
     if len(payload_json.encode("utf-8")) > MAX_STORED_PAYLOAD_BYTES:
         message = (
@@ -130,13 +145,37 @@ def store(
             now,
             config.allow_unregistered,
             timedelta(seconds=config.ttl_seconds),
-            page_choices=page_choices,
+            judge=judge(callback, now, page),
+            blind=not page,
         )
     except Exception as error:
         if callback_store.is_transient(error):
             message = "the callback store is unavailable, retry later"
             raise Reply(503, message, "unavailable") from error
         raise
+
+
+def judge(callback: Callback, now: datetime, page: bool) -> callback_store.Judge:
+    """How a registration, once read, takes ``callback`` (callback_store.Judge).
+
+    With a form: only an answer it takes (form_answer), stored with the
+    choice as ``value`` and the comment as ``comment`` in the payload,
+    whichever way it was sent, so a workflow finds both in one place.
+    Without: as it came, and never from the page (it has none).
+    """
+
+    def judged(stored: Mapping[str, Any]) -> dict[str, Any] | Outcome | None:
+        form = form_answer.form_of(stored)
+        if form is None:
+            return Outcome.NOT_REGISTERED if page else None
+        answer = form_answer.answer_of(callback.payload)
+        if form_answer.problem(answer, form) is not None:
+            return Outcome.INVALID_CHOICE
+        payload = {**callback.payload, "value": answer.choice, "comment": answer.comment}
+        answered = dataclasses.replace(callback, value=answer.choice)
+        return callback_store.received_fields(answered, _PAYLOAD_JSON.encode(payload), now)
+
+    return judged
 
 
 def read_stored(runtime: Runtime, ids: CallbackIds, log: dict[str, Any]) -> dict[str, Any] | None:

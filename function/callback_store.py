@@ -3,13 +3,14 @@
 The happy path is one RPC, like the seed's single ``set``, and keeps every
 check (docs/protocol.md, "One Commit"): the Commit's preconditions make the
 decision (registration_layout.py explains the layout). Only when a precondition
-fails (a retry, a conflict, a wrong token) or the URL lacks what the blind
-Commit needs (a registration from before the key layout, a page answer,
-which must be checked against the page's choices) does the receiver read
-the callback document, decide (``decide``) and write with a precondition on
-the version it read: optimistic concurrency, without a transaction. Of two
-concurrent callbacks for one id exactly one is stored, because the other's
-precondition then fails and its re-read sees RECEIVED.
+fails (a retry, a conflict, a wrong token, an answer to a form, whose key
+document the blind Commit cannot name) or the URL lacks what the blind
+Commit needs (a registration from before the key layout, a page answer)
+does the receiver read the callback document, decide (``decide``), check
+the answer against the registration's form (a ``Judge``) and write with a
+precondition on the version it read: optimistic concurrency, without a
+transaction. Of two concurrent callbacks for one id exactly one is stored,
+because the other's precondition then fails and its re-read sees RECEIVED.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ class Outcome(enum.Enum):
     # The document is in a state this receiver does not know: written by
     # something else, or by a newer protocol.
     UNKNOWN_STATE = "unknown_state"
-    # An answer from the page for people that is not one of its choices.
+    # An answer to a registration with a form that the form does not take
+    # (not one of its choices, or a comment over the limit): 422.
     INVALID_CHOICE = "invalid_choice"
 
 
@@ -199,10 +201,14 @@ class Recorded:
     version: str | None = None
 
 
-PageChoices = Callable[[Mapping[str, Any]], tuple[str, ...] | None]
-# The outcomes that would take (or have taken) a page's answer: its choice
-# must be one the page offers.
-_ANSWERABLE = (Outcome.STORED, Outcome.DUPLICATE, Outcome.ALREADY_DELIVERED)
+# Given the registration as read ({} if none): the fields to store for this
+# callback (received_fields), None to store it as it came, or the Outcome
+# that refuses it (INVALID_CHOICE, or NOT_REGISTERED for a page answer to a
+# registration without a page). callback_intake.judge makes them.
+Judge = Callable[[Mapping[str, Any]], dict[str, Any] | Outcome | None]
+# The outcomes of a registration still answerable, or answered: the judge
+# refuses what it would never take (422 before 409); a gone one is 410 first.
+_JUDGED = (Outcome.STORED, Outcome.DUPLICATE, Outcome.ALREADY_DELIVERED, Outcome.CONFLICT)
 
 
 @dataclass
@@ -257,16 +263,19 @@ def record(
     now: datetime,
     allow_unregistered: bool,
     ttl: timedelta,
-    page_choices: PageChoices | None = None,
+    judge: Judge | None = None,
+    blind: bool = True,
 ) -> Recorded:
     """Decide and write, in one Commit when the URL allows; raises on Firestore errors.
 
-    ``page_choices`` marks an answer from the page for people: given the
-    stored registration it returns the values the page offers (None: it has
-    no page), and the callback's value must be one of them, so page answers
-    always read first. (After the workflow took the callback, the page's
-    "already answered" comes from the CONSUMED tombstone: no answer record
-    is written any more, docs/protocol.md, "The page for people".)
+    ``judge`` checks the callback against the registration as read (its
+    form's choices); the blind Commit, which reads nothing, can only store
+    at a registration without a form (its key document's name says so:
+    registration_layout.FORM_KEY_INFIX). ``blind=False`` reads first: a
+    page answer, which needs the form anyway. (After the workflow took the
+    callback, the page's "already answered" comes from the CONSUMED
+    tombstone: no answer record is written any more, docs/protocol.md,
+    "The page for people".)
     """
     storing = _Storing(
         client,
@@ -278,7 +287,7 @@ def record(
         ttl,
         allow_unregistered,
     )
-    if page_choices is None:
+    if blind:
         writes = _blind_commit(storing)
         results = None if writes is None else storing.commit(writes)
         if results is not None:
@@ -286,7 +295,7 @@ def record(
             # The callback document's update is the blind Commit's last write.
             version = rfc3339(results[-1].update_time) if forward_url else None
             return Recorded(Outcome.STORED, forward_url, None, storing.calls, payload_json, version)
-    return _read_decide_write(storing, page_choices)
+    return _read_decide_write(storing, judge)
 
 
 def _blind_commit(storing: _Storing) -> list[Any] | None:
@@ -313,7 +322,7 @@ def _blind_commit(storing: _Storing) -> list[Any] | None:
     return None
 
 
-def _read_decide_write(storing: _Storing, page_choices: PageChoices | None) -> Recorded:
+def _read_decide_write(storing: _Storing, judge: Judge | None) -> Recorded:
     """Read the callback document, decide, and write if it is still the version read."""
     callback = storing.callback
     document = storing.client.collection(storing.collection).document(callback.ids.document_id)
@@ -323,12 +332,13 @@ def _read_decide_write(storing: _Storing, page_choices: PageChoices | None) -> R
         snapshot = document.get(retry=RPC_RETRY, timeout=RPC_TIMEOUT_SECONDS)
         stored = snapshot.to_dict() if snapshot.exists else None
         outcome = decide(stored, callback, storing.allow_unregistered)
-        if page_choices is not None and outcome in _ANSWERABLE:
-            choices = page_choices(stored or {})
-            if choices is None:
-                outcome = Outcome.NOT_REGISTERED
-            elif callback.value not in choices:
-                outcome = Outcome.INVALID_CHOICE
+        received = storing.received
+        if judge is not None and outcome in _JUDGED:
+            verdict = judge(stored or {})
+            if isinstance(verdict, Outcome):
+                outcome = verdict
+            elif verdict is not None:
+                received = verdict
         forward_url = _endpoint_of(stored)
         if outcome is Outcome.DUPLICATE and storing.ambiguous:
             # Our own Commit may have stored it without our hearing back:
@@ -344,14 +354,14 @@ def _read_decide_write(storing: _Storing, page_choices: PageChoices | None) -> R
         if stored is None:
             writes = [firestore_commit.create(name, storing.first_receipt())]
         else:
-            writes = [firestore_commit.update(name, storing.received, snapshot.update_time)]
+            writes = [firestore_commit.update(name, received, snapshot.update_time)]
             key = stored.get(KEY_FIELD)
             if isinstance(key, str) and key:
                 writes.append(firestore_commit.delete(storing.name(key)))
         results = storing.commit(writes)
         if results is not None:
             version = rfc3339(results[0].update_time) if forward_url else None
-            payload_json = storing.received["payload"]
+            payload_json = received["payload"]
             return Recorded(
                 Outcome.STORED, forward_url, stored, storing.calls, payload_json, version
             )

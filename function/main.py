@@ -150,7 +150,7 @@ def _receive(
     callback = _parse(request, ids, runtime.config, now)
     recorded = callback_intake.store(callback, runtime, now)
     log["firestoreCalls"] = recorded.firestore_calls
-    refusal = callback_intake.refused(recorded.outcome, recorded.stored)
+    refusal = callback_intake.refused(recorded.outcome, recorded.stored, callback)
     if refusal is not None:
         raise refusal
     callback_intake.forward(recorded, callback, runtime.forwarder, log)

@@ -16,26 +16,27 @@ import flask
 
 import callback_intake
 import callback_store
+import form_answer
 from approval_page import (
-    MAX_COMMENT_CHARS,
     Form,
-    FormError,
     answered_message,
+    choices_page,
     expired_message,
     form_page,
     html_response,
     message_page,
+    valid_until_fact,
 )
 from callback_body import LONE_SURROGATE, BodyError, strict_text
 from callback_request import BadRequest, CallbackIds, parse_callback
 from callback_store import Outcome
+from form_answer import form_of
 from receiver_config import Runtime
 from registration_layout import (
     ANSWER_SUFFIX,
     CONSUMED,
     EXPIRED,
     EXPIRED_AT_FIELD,
-    FORM_FIELD,
     RECEIVED,
     WAITING,
 )
@@ -71,19 +72,17 @@ def _record_answer(
     log: dict[str, Any],
 ) -> tuple[str, int, flask.Response]:
     now = datetime.now(UTC)
-    fields = _answer_fields(body)
-    choice = fields.get("choice", "")
-    if len(fields.get("comment", "")) > MAX_COMMENT_CHARS:
-        message = f"the comment is longer than {MAX_COMMENT_CHARS} characters"
-        raise Reply(400, message, "bad_request")
+    choice = answer_fields(body).get("choice", "")
     try:
         callback = parse_callback(request, ids, body, now, value=choice)
     except (BadRequest, BodyError) as error:
         raise Reply(400, str(error), "bad_request") from None
-    recorded = callback_intake.store(callback, runtime, now, page_choices=_offered_choices)
+    # The choice and the comment are checked against the form once it is
+    # read (form_answer), as on the machine path.
+    recorded = callback_intake.store(callback, runtime, now, page=True)
     outcome = recorded.outcome
     log["firestoreCalls"] = recorded.firestore_calls
-    form = _form_of(recorded.stored)
+    form = form_of(recorded.stored)
     stored = recorded.stored or {}
     if form is None:
         # No page to answer on (no form, a wrong token, nothing registered).
@@ -95,8 +94,9 @@ def _record_answer(
         page = message_page(form.title, f"Thank you. Your answer was recorded: {label}.")
         return outcome.value, 200, html_response(page)
     if outcome is Outcome.INVALID_CHOICE:
-        page = message_page(form.title, "That is not one of the choices on this page.")
-        return outcome.value, 400, html_response(page, 400)
+        problem = form_answer.problem(form_answer.answer_of(callback.payload), form)
+        page = choices_page(form, f"That answer cannot be recorded: {problem}.")
+        return outcome.value, 422, html_response(page, 422)
     if outcome is Outcome.CONFLICT:
         # Another answer after the first, taken or not: the page GET shows.
         return outcome.value, 409, html_response(_answered_page(form, stored), 409)
@@ -106,7 +106,7 @@ def _record_answer(
     return outcome.value, 404, html_response(message_page("Unknown link", UNKNOWN_LINK), 404)
 
 
-def _answer_fields(body: bytes) -> dict[str, str]:
+def answer_fields(body: bytes) -> dict[str, str]:
     """The page's form fields; the page is UTF-8, so its form is too, or it is refused."""
     text = strict_text(body, "utf-8")
     try:
@@ -124,10 +124,10 @@ def _show_page(
     """(outcome, status, page) for a GET: read only, never written."""
     stored = callback_intake.read_stored(runtime, ids, log)
     if stored is not None and callback_store.token_matches(stored.get("token"), token):
-        form = _form_of(stored)
+        form = form_of(stored)
         state = stored.get("state")
         if form is not None and state == WAITING:
-            return "page", 200, form_page(form, action)
+            return "page", 200, form_page(form, action, _validity(stored))
         if form is not None and state in ANSWERED_STATES:
             return "page_answered", 200, _answered_page(form, stored)
         if form is not None and state == EXPIRED:
@@ -164,23 +164,16 @@ def _legacy_answer_page(
         record.get("tokenHash"), callback_store.token_hash(token)
     ):
         return None
-    form = _form_of(record)
+    form = form_of(record)
     title = form.title if form else "Already answered"
     value = record.get("value")
     shown = (form.label_of(value) if form else None) or str(value)
     return message_page(title, answered_message(shown, record.get("answeredAt")))
 
 
-def _form_of(stored: Mapping[str, Any] | None) -> Form | None:
-    text = (stored or {}).get(FORM_FIELD)
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return Form.from_json(text)
-    except FormError:
-        return None
-
-
-def _offered_choices(stored: Mapping[str, Any]) -> tuple[str, ...] | None:
-    form = _form_of(stored)
-    return None if form is None else tuple(choice.value for choice in form.choices)
+def _validity(stored: Mapping[str, Any]) -> list[str]:
+    """Until when the link can be answered (its TTL), if the registration says."""
+    expire_at = stored.get("expireAt")
+    if not isinstance(expire_at, datetime):
+        return []
+    return [valid_until_fact(expire_at, datetime.now(UTC))]

@@ -12,7 +12,10 @@ A registration is two documents, created together in one Commit:
 - its key document ``{runID}_{step}.key.{key}``, where ``key`` is a hash of
   the token and the push endpoint (``registration_key``). It holds only
   ``expireAt``. Nobody can name it without the token, so its existence
-  proves the token, and the endpoint with it.
+  proves the token, and the endpoint with it. A registration with a form
+  names it ``{runID}_{step}.formkey.{key}`` instead: the blind Commit names
+  ``.key.``, so an answer to a form is always read first and checked
+  against the form's choices.
 
 The callback URL carries, besides runID, step and token, the callback
 document's creation time (``reg``) and the push endpoint (``cb``). A callback
@@ -22,6 +25,13 @@ and the endpoint are right, and nothing was stored yet) and update the
 callback document if it is still the version created at ``reg`` (the first
 callback of this very registration). No read is needed to decide, and the
 forward target needs no read either: the Commit proved it.
+
+An approval (getApprovalURLs) is a group document ``{runID}_{step}``
+(``kind: approval``, a token never handed out) and one link per approver,
+``{runID}_{step}.approver.{i}`` (``link_document_id``), each a registration
+of its own with a key document ``{link id}.key.{key}``. A link is only
+reachable with the URL's ``approver`` parameter, and that path always reads
+(approval_links.py), so its key document is never what proves its token.
 
 This module is the single Python description of the layout: the receiver
 uses it, and so do the tests and the benchmark when they register callbacks
@@ -47,8 +57,11 @@ RECEIVED = "RECEIVED"
 # Tombstones, written by waitForResponse (workflow/callbacks.yaml).
 CONSUMED = "CONSUMED"
 EXPIRED = "EXPIRED"
+# An operator cancelled the wait (issue 22): 410, like EXPIRED.
+CANCELLED = "CANCELLED"
 CONSUMED_AT_FIELD = "consumedAt"
 EXPIRED_AT_FIELD = "expiredAt"
+CANCELLED_AT_FIELD = "cancelledAt"
 # Where getCallbackURL records the execution's native callback endpoint.
 FORWARD_URL_FIELD = "forwardUrl"
 # Where getCallbackURL records the page's form (JSON text; "" for none).
@@ -60,6 +73,14 @@ KEY_FIELD = "key"
 # callback document.
 ANSWER_SUFFIX = ".answer"
 KEY_INFIX = ".key."
+# A registration with a form names its key document with this infix instead:
+# the blind Commit, which never checks a choice, always names ``.key.``, so
+# it cannot store an answer to a form (docs/protocol.md, "One Commit").
+FORM_KEY_INFIX = ".formkey."
+# An approval link: ``{runID}_{step}.approver.{i}``, beside its group
+# ``{runID}_{step}`` (docs/protocol.md, "Approvals").
+APPROVER_INFIX = ".approver."
+APPROVER_PARAM = "approver"
 # The URL parameters that, with the token, make up the callback's capability.
 # The payload's query leaves all three out.
 TOKEN_PARAM = "token"
@@ -84,8 +105,15 @@ def registration_key(token: str, forward_url: str) -> str:
     return base64.b64encode(digest).decode("ascii").replace("/", "_")
 
 
-def key_document_id(document_id: str, token: str, forward_url: str) -> str:
-    return document_id + KEY_INFIX + registration_key(token, forward_url)
+def key_document_id(document_id: str, token: str, forward_url: str, with_form: bool = False) -> str:
+    """The key document's id; ``with_form`` for a registration with a form (FORM_KEY_INFIX)."""
+    infix = FORM_KEY_INFIX if with_form else KEY_INFIX
+    return document_id + infix + registration_key(token, forward_url)
+
+
+def link_document_id(group_id: str, approver: int) -> str:
+    """The approval link document of approver ``approver`` (0-based) of group ``group_id``."""
+    return f"{group_id}{APPROVER_INFIX}{approver}"
 
 
 def parse_registered_at(text: str | None) -> timestamp_pb2.Timestamp | None:
@@ -121,7 +149,9 @@ class Registration:
 
     @property
     def key_document_id(self) -> str:
-        return key_document_id(self.document_id, self.token, self.forward_url)
+        return key_document_id(
+            self.document_id, self.token, self.forward_url, with_form=bool(self.form_json)
+        )
 
     def documents(self, now: datetime, ttl: timedelta) -> Mapping[str, dict[str, Any]]:
         """Document id -> fields, for a Commit that creates both (exists: false)."""

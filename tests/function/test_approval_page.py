@@ -100,8 +100,12 @@ def test_only_the_listed_choices_are_accepted(client, callbacks):
 
     response = answer(client, "approve-everything")
 
-    assert response.status_code == 400
-    assert "not one of the choices" in response.get_data(as_text=True)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "the choice is not one this form offers" in html
+    # The page lists what it takes, escaped.
+    assert "<li>Approve &lt;b&gt;now&lt;/b&gt;</li><li>Reject \u2717</li>" in html
+    assert "approve-everything" not in html
     assert callbacks.document("run-1_approve").get().get("state") == "WAITING"
 
 
@@ -231,7 +235,7 @@ def test_a_comment_over_the_limit_is_refused_and_nothing_is_recorded(client, cal
 
     response = answer(client, "approve", comment="x" * 2_001)
 
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "longer than 2000 characters" in response.get_data(as_text=True)
     assert callbacks.document("run-1_approve").get().get("state") == "WAITING"
     assert answer(client, "approve", comment="x" * 2_000).status_code == 200
