@@ -18,10 +18,19 @@ from werkzeug.wrappers import Request
 
 import contract
 from callback_body import BodyError, store_body
-from registration_layout import CAPABILITY_PARAMS, FORWARD_PARAM, REGISTERED_AT_PARAM, TOKEN_PARAM
+from registration_layout import (
+    APPROVER_PARAM,
+    CAPABILITY_PARAMS,
+    FORWARD_PARAM,
+    REGISTERED_AT_PARAM,
+    TOKEN_PARAM,
+    link_document_id,
+)
 
 RUN_ID_PATTERN = re.compile(contract.RUN_ID_PATTERN)
 STEP_PATTERN = re.compile(contract.STEP_PATTERN)
+# An approval link's approver index (getApprovalURLs allows up to 50).
+APPROVER_PATTERN = re.compile(r"[0-9]{1,2}")
 
 # The only request headers kept in the payload. An allow-list, because a
 # deny-list would keep whatever credential header a caller invents
@@ -56,11 +65,21 @@ class BodyTooLarge(Exception):
 class CallbackIds:
     run_id: str
     step: str
+    # An approval link's approver index (the URL's ``approver``), else None.
+    approver: int | None = None
+
+    @property
+    def group_id(self) -> str:
+        """The callback document, or an approval's group document."""
+        # Unambiguous because runID cannot contain "_".
+        return f"{self.run_id}_{self.step}"
 
     @property
     def document_id(self) -> str:
-        # Unambiguous because runID cannot contain "_".
-        return f"{self.run_id}_{self.step}"
+        """The document a callback to this URL answers: the link's, for an approver."""
+        if self.approver is None:
+            return self.group_id
+        return link_document_id(self.group_id, self.approver)
 
 
 @dataclass(frozen=True)
@@ -97,14 +116,19 @@ def _environ_key(name: str) -> str:
 
 
 def parse_ids(args: MultiDict[str, str]) -> CallbackIds:
-    """runID and step, validated; the only characters they may hold are safe in ids."""
+    """runID, step and an approval link's approver, validated: safe in document ids."""
     run_id = args.get("runID")
     step = args.get("step")
     if run_id is None or not RUN_ID_PATTERN.fullmatch(run_id):
         raise BadRequest("runID is missing or malformed (expected [A-Za-z0-9-]{1,128})")
     if step is None or not STEP_PATTERN.fullmatch(step):
         raise BadRequest("step is missing or malformed (expected [A-Za-z0-9_-]{1,128})")
-    return CallbackIds(run_id, step)
+    approver = args.get(APPROVER_PARAM)
+    if approver is None:
+        return CallbackIds(run_id, step)
+    if not APPROVER_PATTERN.fullmatch(approver):
+        raise BadRequest("approver is malformed (expected [0-9]{1,2})")
+    return CallbackIds(run_id, step, int(approver))
 
 
 def read_body(request: Request, limit: int) -> bytes:

@@ -8,7 +8,8 @@ This module holds the entry point, CORS and the machine path. The rest has
 a home of its own: receiver_config (environment, runtime), replies (every
 error answer), request_log (the log line), page_handler (the page for
 people), callback_status (``view=status``), callback_intake (the steps the
-paths share).
+paths share), form_answer (what a form takes), approval_links and
+approval_link_page (an approver's link: its answers, its page).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 
 import flask
 
+import approval_link_page
+import approval_links
 import callback_intake
 import callback_status
 import page_handler
@@ -79,6 +82,12 @@ def _answer(
 ) -> tuple[str, int, flask.Response]:
     ids = callback_intake.checked_ids(request, audience, log)
     runtime = RUNTIME.runtime()
+    if ids.approver is not None and audience is not Audience.STATUS:
+        # An approval link: never the one-Commit path (approval_links).
+        log["approverIndex"] = ids.approver
+        if audience is Audience.PAGE:
+            return approval_link_page.answer_page(request, ids, runtime, log)
+        return approval_links.answer_machine(request, ids, runtime, log)
     if audience is Audience.PAGE:
         return page_handler.answer_page(request, ids, runtime, log)
     if audience is Audience.STATUS:

@@ -41,6 +41,11 @@ class ReceiverConfig:
     # Browser origins (https://app.example.com) whose pages may call the
     # machine URLs (CORS); none by default.
     allowed_origins: frozenset[str] = frozenset()
+    # Running on Cloud Run (a gen2 function is a Cloud Run service), which
+    # sets K_SERVICE (https://cloud.google.com/run/docs/container-contract):
+    # the caller's address is then the first X-Forwarded-For hop, since the
+    # socket's peer is Google's front end.
+    on_cloud_run: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ReceiverConfig:
@@ -60,6 +65,7 @@ class ReceiverConfig:
                 for origin in env.get("CALLBACKS_ALLOWED_ORIGINS", "").split(",")
                 if origin.strip()
             ),
+            on_cloud_run=bool(env.get("K_SERVICE")),
         )
 
     def forwarder(self) -> Forwarder:
