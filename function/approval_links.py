@@ -49,6 +49,7 @@ from registration_layout import (
     EXPIRED_AT_FIELD,
     FORWARD_URL_FIELD,
     KEY_FIELD,
+    LATE,
     RECEIVED,
     TOKEN_PARAM,
     WAITING,
@@ -60,8 +61,6 @@ from replies import Reply, json_response
 
 GROUP_KIND = "approval"
 LINK_KIND = "approval-link"
-# An answer recorded after the group was decided: kept, never counted.
-LATE = "LATE"
 APPROVED = "APPROVED"
 REJECTED = "REJECTED"
 DECISIONS = {APPROVED: "approved", REJECTED: "rejected"}

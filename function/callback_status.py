@@ -23,6 +23,7 @@ from registration_layout import (
     CONSUMED_AT_FIELD,
     EXPIRED,
     EXPIRED_AT_FIELD,
+    LATE,
     RECEIVED,
     TOKEN_PARAM,
     WAITING,
@@ -31,7 +32,14 @@ from registration_layout import (
 from replies import json_response
 
 # The document's state -> what the status calls it.
-STATES = {WAITING: "waiting", RECEIVED: "received", CONSUMED: "consumed", EXPIRED: "expired"}
+STATES = {
+    WAITING: "waiting",
+    RECEIVED: "received",
+    CONSUMED: "consumed",
+    EXPIRED: "expired",
+    # An approval link answered after the decision (recorded, not counted).
+    LATE: "late",
+}
 # The times the status shows, each the document field of the same name
 # (null until that happened, or when the document does not hold it).
 TIME_FIELDS = ("createdAt", "receivedAt", CONSUMED_AT_FIELD, EXPIRED_AT_FIELD, "expireAt")

@@ -59,6 +59,9 @@ CONSUMED = "CONSUMED"
 EXPIRED = "EXPIRED"
 # An operator cancelled the wait (issue 22): 410, like EXPIRED.
 CANCELLED = "CANCELLED"
+# An approval link answered after its group was decided: recorded, never
+# counted (approval_links.py).
+LATE = "LATE"
 CONSUMED_AT_FIELD = "consumedAt"
 EXPIRED_AT_FIELD = "expiredAt"
 CANCELLED_AT_FIELD = "cancelledAt"

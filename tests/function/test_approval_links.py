@@ -269,11 +269,14 @@ def test_a_link_takes_only_its_forms_choices(client, callbacks, approval):
     assert link(callbacks, approval, 0)["state"] == "WAITING"
 
 
-def test_a_links_status_is_its_own(client, approval):
+def test_a_links_status_is_its_own(client, approval, firestore_client):
     assert client.get(approval.url(0, value="approve")).status_code == 200
+    end_group(firestore_client, COLLECTION, approval, "APPROVED")
+    assert client.get(approval.url(2, value="approve")).status_code == 409
 
     assert client.get(approval.url(0, view="status")).get_json()["state"] == "received"
     assert client.get(approval.url(1, view="status")).get_json()["state"] == "waiting"
+    assert client.get(approval.url(2, view="status")).get_json()["state"] == "late"
 
 
 # --- concurrency -----------------------------------------------------------------------
