@@ -63,6 +63,9 @@ FUNCTION_FIRESTORE_CALLS: dict[str, tuple[str, ...]] = {
     # function/callback_store.py read() and _read_decide_write():
     # DocumentReference.get is a BatchGetDocuments ("batchGet").
     "DocumentReference.get": ("datastore.entities.get",),
+    # function/approval_links.py: an approval link with its group, and the
+    # group's links for its page, each one batch get ("batchGet").
+    "Client.get_all": ("datastore.entities.get",),
     # The Commits' writes, built in function/firestore_commit.py: create
     # carries the precondition exists: false ("commit update ... exists
     # precondition set to false").
