@@ -6,9 +6,11 @@
     python -m ops url EXECUTION_ID STEP --stack dev   # the URL a running execution registered
     python -m ops pending --stack dev         # registrations still waiting or received
     python -m ops show RUNID STEP --stack dev # one registration's state and times
+    python -m ops cancel RUNID STEP --reason "wrong build" --stack dev  # end a wait
 
-Exit status: 0 when the check passed, 1 when the stack failed it, 2 when it
-could not run (no credentials, stack not found, emulator not running).
+Exit status: 0 when the check passed, 1 when the stack failed it (cancel:
+when it refused), 2 when it could not run (no credentials, stack not found,
+emulator not running).
 """
 
 from __future__ import annotations
@@ -18,17 +20,27 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ops import verify
 from ops.errors import OpsError
 from ops.stack_outputs import StackOutputs
+
+if TYPE_CHECKING:
+    from ops.cancel import Cancellation
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
     options = _parser().parse_args(argv)
-    commands = {"url": _url, "verify": _verify, "pending": _pending, "show": _show}
+    commands = {
+        "url": _url,
+        "verify": _verify,
+        "pending": _pending,
+        "show": _show,
+        "cancel": _cancel,
+    }
     try:
         return commands[options.command](options)
     except OpsError as error:
@@ -118,11 +130,76 @@ def _show(options: argparse.Namespace) -> int:
     return 0
 
 
+def _cancel(options: argparse.Namespace) -> int:
+    from google.api_core import exceptions as google_errors
+
+    from ops import cancel
+    from ops.data_source import collection_of, firestore_errors
+
+    collection, where = collection_of(options, PROJECT_DIR)
+    with firestore_errors(where):
+        try:
+            done = cancel.cancel(collection, options.run_id, options.step, options.reason)
+        except google_errors.PermissionDenied:
+            raise OpsError(
+                f"your credentials may not write {where}",
+                "cancelling needs roles/datastore.user on the project (gcloud auth "
+                "application-default login as a user who has it)",
+            ) from None
+    name = f"runID {options.run_id} step {options.step}"
+    if not done.succeeded:
+        print(f"cannot cancel {name}: {_refusal(done, where)}", file=sys.stderr)
+        return 1
+    if done.outcome == "already_cancelled":
+        when = _at(done.cancelled_at)
+        print(f"{name} was already cancelled{when} (reason: {done.reason}): nothing to do")
+        return 0
+    print(f"cancelled {name}{_at(done.cancelled_at)} (reason: {done.reason})")
+    if done.state == "received":
+        print(
+            f"note: a callback had arrived{_at(done.received_at)} that the workflow had not "
+            "taken yet; it is cancelled too and will not be delivered"
+        )
+    print("a callback sent now gets 410 Gone")
+    if not done.forward_url:
+        print("the workflow (poll) ends its wait with CancelledError at its next read")
+        return 0
+    print("telling the waiting execution (push) ...", file=sys.stderr, flush=True)
+    event = cancel.cancel_event(options.run_id, options.step)
+    problem = cancel.send_cancel_event(done.forward_url, event, local=options.local)
+    if problem is None:
+        print("the workflow (push) was told: its wait ends now with CancelledError")
+    else:
+        print(
+            f"warning: the execution was not told: {problem}. The cancel stands: the wait "
+            "ends with CancelledError at its next Firestore read, at the end of its push "
+            "slice (pushSliceSeconds, 1 h by default)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _refusal(done: Cancellation, where: str) -> str:
+    if done.outcome == "consumed":
+        return "the workflow already took its callback (consumed): there is no wait to cancel"
+    if done.outcome == "expired":
+        return "the wait already ended (expired: the workflow timed out)"
+    if done.outcome == "not_registered":
+        return f"no registration in {where} (`python -m ops pending` lists the open ones)"
+    return f"it is in a state this tool does not cancel ({done.state})"
+
+
+def _at(moment: object) -> str:
+    return f" at {moment.isoformat(timespec='seconds')}" if isinstance(moment, datetime) else ""
+
+
 # What a caller of a URL whose wait is over gets (docs/protocol.md, Answers).
 FINISHED_STATES = {
     "CONSUMED": "the workflow already took this callback: the same callback again gets 200 "
     "(already delivered), another one 409",
     "EXPIRED": "the workflow stopped waiting (timeout): a callback now gets 410 Gone",
+    "CANCELLED": "an operator cancelled the wait (python -m ops cancel): a callback now gets "
+    "410 Gone",
 }
 
 
@@ -210,9 +287,10 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--state",
         action="append",
-        choices=["waiting", "received"],
+        choices=["waiting", "received", "cancelled"],
         default=[],
-        help="only this state (repeat for both; default: both)",
+        help="only this state (repeatable; default: waiting and received, the open ones; "
+        "cancelled lists the waits an operator cancelled, until their TTL)",
     )
     listing.add_argument("--run", metavar="RUNID", help="only this execution's registrations")
     listing.add_argument(
@@ -240,7 +318,42 @@ def _parser() -> argparse.ArgumentParser:
         "--payload", action="store_true", help="also print the stored callback's payload"
     )
     _data_arguments(detail)
+
+    ending = commands.add_parser(
+        "cancel",
+        help="cancel a wait: the registration becomes CANCELLED, the workflow gets "
+        "CancelledError, a later callback 410",
+        description="Mark a waiting (or received, not yet taken) registration CANCELLED. "
+        "With push delivery the waiting execution is told at once (a cancel event to its "
+        "callback endpoint); with poll it sees it at its next read. Idempotent; refuses what "
+        "the workflow already took or stopped waiting for.",
+    )
+    ending.add_argument("run_id", metavar="RUNID")
+    ending.add_argument("step")
+    ending.add_argument(
+        "--reason",
+        type=_reason,
+        default=DEFAULT_REASON,
+        help=f"why, for the workflow's error and the record (default: {DEFAULT_REASON!r})",
+    )
+    _data_arguments(ending)
     return parser
+
+
+DEFAULT_REASON = "cancelled by an operator"
+# The reason travels in the workflow's error message: keep it one short line.
+MAX_REASON_CHARS = 500
+
+
+def _reason(text: str) -> str:
+    reason = " ".join(text.split())
+    if not reason:
+        raise argparse.ArgumentTypeError("must not be empty")
+    if len(reason) > MAX_REASON_CHARS:
+        raise argparse.ArgumentTypeError(
+            f"at most {MAX_REASON_CHARS} characters, got {len(reason)}"
+        )
+    return reason
 
 
 def _data_arguments(parser: argparse.ArgumentParser) -> None:

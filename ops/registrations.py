@@ -157,6 +157,9 @@ def show(
         shown[name] = value.isoformat() if isinstance(value, datetime) else None
     shown["ageSeconds"] = _seconds(now, fields.get("createdAt"))
     shown["expiresInSeconds"] = _seconds(fields.get("expireAt"), now)
+    if isinstance(fields.get("cancelReason"), str):
+        # Written by `python -m ops cancel`; the workflow's CancelledError carries it too.
+        shown["cancelReason"] = fields["cancelReason"]
     if fields.get("value") is not None:
         shown["value"] = fields["value"]
     if payload:
