@@ -77,19 +77,24 @@ FUNCTION_FIRESTORE_CALLS: dict[str, tuple[str, ...]] = {
     "firestore_commit.delete": ("datastore.entities.delete",),
 }
 WORKFLOW_FIRESTORE_CALLS: dict[str, tuple[str, ...]] = {
-    # getCallbackURL's register: both writes are updates with
-    # currentDocument.exists: false (creates), except the callback document's
-    # over the tombstone of an earlier wait of the step, which requires the
-    # tombstone's update time (an update).
+    # getCallbackURL's and getApprovalURLs' register: every write is an
+    # update with currentDocument.exists: false (a create), except those over
+    # the ended registration of an earlier wait of the step, which require
+    # its update time (an update).
     "googleapis.firestore.v1.projects.databases.documents.commit": (
         "datastore.entities.create",
         "datastore.entities.update",
     ),
-    # getCallbackURL's getExisting, waitForResponse's poll and sliceRead ("get").
+    # getCallbackURL's getExisting, waitForResponse's poll and sliceRead,
+    # waitForApprovals' peek ("get").
     "googleapis.firestore.v1.projects.databases.documents.get": ("datastore.entities.get",),
-    # waitForResponse's tombstones (takeForwarded, markConsumed, markExpired):
-    # each carries a currentDocument.updateTime precondition, so the document
-    # must exist and the patch only ever updates ("patch": update).
+    # getApprovalURLs' getExisting and waitForApprovals' read: a group and its
+    # links in one call ("batchGet": get).
+    "googleapis.firestore.v1.projects.databases.documents.batchGet": ("datastore.entities.get",),
+    # waitForResponse's tombstones (takeForwarded, markConsumed, markExpired)
+    # and waitForApprovals' writes (start, take, decide, expire): each carries
+    # a currentDocument precondition (updateTime, or exists: true for start),
+    # so the document must exist and the patch only ever updates ("patch": update).
     "googleapis.firestore.v1.projects.databases.documents.patch": ("datastore.entities.update",),
 }
 

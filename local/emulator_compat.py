@@ -67,9 +67,18 @@ Patched here, by ``real_workflows_semantics()``:
    ifTrue, ifFalse)`` is a SyntaxError, ``if`` being a Python keyword (the
    emulator's own ``if`` helper can never be called). The patch renames the
    call (outside string literals) to a function that behaves as documented.
-   Canary: test_if_is_a_syntax_error.
+   Canary: test_if_is_a_syntax_error. The same patch, and 22, also hand
+   upstream only the variables the code names (``named_only``): upstream
+   deep-copies (and converts to attribute dicts) the whole context for
+   every expression and every assignment, subworkflow definitions
+   included, so each step cost grew with the size of workflow/callbacks.yaml
+   (three times slower once it held the approval subworkflows). Code can
+   only reach the names it holds, so results are the same. A hook for
+   speed, not a gap: no canary.
+22. ``render.assign_var``: hook: as 19, only the variables the assignment
+   names. No canary.
 
-(18 and 19 were added after 9-17, hence their numbers.)
+(18, 19 and 22 were added after 9-17, hence their numbers.)
 
 Patched by the runner (``_patched_emulator``) for one run; 9-14 are hooks, not
 gaps, and 15-16 are hooks that also close gaps:
@@ -78,7 +87,8 @@ gaps, and 15-16 are hooks that also close gaps:
    answered by the local emulator through FirestoreRestBridge (counted, with
    faults injectable) instead of the real Google API. No canary.
 10. ``emulator.StepCall.execute``: hook: runs the original, then surfaces the
-    URL a getCallbackURL call returned. No canary.
+    URL a getCallbackURL call returned, or the links of a getApprovalURLs
+    call. No canary.
 11. ``emulator.get_step``: hook: counts every step run (execute_steps_list
     looks each one up there). No canary.
 12. ``emulator.sleep`` (the time.sleep of ``retry`` backoff): hook: the
@@ -297,11 +307,29 @@ def with_if_calls_renamed(code: str) -> str:
 
 
 _original_run_code = render.run_code
+_original_assign_var = render.assign_var
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def named_only(code: str, context: dict[str, Any]) -> dict[str, Any]:
+    """The variables of ``context`` that ``code`` names (a superset: names in strings count).
+
+    Python's eval reaches no variable its code does not name, so evaluating
+    with these gives what the whole context gives, without copying the rest.
+    """
+    names = set(_NAME.findall(code))
+    return {name: value for name, value in context.items() if name in names}
 
 
 def run_code(code: str, context: dict[str, Any]) -> Any:
-    """render.run_code, with Workflows' if() callable."""
-    return _original_run_code(with_if_calls_renamed(code), context)
+    """render.run_code, with Workflows' if() callable (and only the variables it names)."""
+    renamed = with_if_calls_renamed(code)
+    return _original_run_code(renamed, named_only(renamed, context))
+
+
+def assign_var(key: str, value: Any, context: dict[str, Any]) -> tuple[str, Any]:
+    """render.assign_var, given only the variables the assignment names."""
+    return _original_assign_var(key, value, named_only(key, context))
 
 
 @contextlib.contextmanager
@@ -317,5 +345,6 @@ def real_workflows_semantics() -> Iterator[None]:
             stack.enter_context(patched_item(library, literal, value))
         stack.enter_context(patched_item(library, "hash", HASH_MODULE))
         stack.enter_context(patched_attribute(render, "run_code", run_code))
+        stack.enter_context(patched_attribute(render, "assign_var", assign_var))
         stack.enter_context(patched_item(library, IF_FUNCTION, workflows_if))
         yield

@@ -2,7 +2,7 @@
 
 workflows-emulator sends ``googleapis.firestore.v1...`` connector calls to the
 real Firestore REST API. The emulators on this machine speak gRPC only, so this
-bridge answers the REST methods the subworkflows use (``get``,
+bridge answers the REST methods the subworkflows use (``get``, ``batchGet``,
 ``createDocument``, ``delete``, ``commit``, ``patch``) with gRPC calls. REST and gRPC share the same
 protos, so ``google.protobuf.json_format`` converts documents both ways, and
 errors become ``requests.HTTPError`` with the HTTP status and the Google error
@@ -47,7 +47,7 @@ from google.cloud.firestore_v1.types import write as write_types
 from google.protobuf import json_format, timestamp_pb2
 
 CONNECTOR_PREFIX = "googleapis.firestore.v1.projects.databases.documents."
-METHODS = ("get", "createDocument", "delete", "commit", "patch")
+METHODS = ("get", "batchGet", "createDocument", "delete", "commit", "patch")
 REST_ROOT = "https://firestore.googleapis.com/v1/"
 
 # The emulators accept this as an all-powerful credential (rules are bypassed),
@@ -164,6 +164,57 @@ class FirestoreRestBridge:
         if document is None:
             raise http_error(404, "NOT_FOUND", f'Document "{name}" not found.', name)
         return _masked(document, _field_paths(args, "mask.fieldPaths"))
+
+    def _batchGet(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """REST's documents.batchGet: several documents of one database in one read.
+
+        https://cloud.google.com/firestore/docs/reference/rest/v1/projects.databases.documents/batchGet:
+        the body names the documents ("The request will fail if any of the
+        document is not a child resource of the given database. Duplicate
+        names will be elided."), with an optional ``mask``. The method
+        streams BatchGetDocumentsResponse messages, which the REST API (and
+        so the Workflows connector,
+        https://cloud.google.com/workflows/docs/reference/googleapis/firestore/v1/projects.databases.documents/batchGet)
+        answers as one JSON array: ``{"found": document, "readTime"}`` or
+        ``{"missing": name, "readTime"}`` for each document. "Documents
+        returned by this method are not guaranteed to be returned in the same
+        order that they were requested": this stand-in answers them in the
+        reverse order, so no caller can come to rely on the request's. A
+        transaction or readTime, and a request naming no document (about
+        which the reference says nothing), are refused.
+        """
+        database = _required(args, "database")
+        if not re.fullmatch(r"projects/[^/]+/databases/[^/]+", database):
+            raise http_error(400, "INVALID_ARGUMENT", f"Invalid database: {database}", database)
+        body = dict(args.get("body") or {})
+        if body.get("transaction") or body.get("newTransaction") or body.get("readTime"):
+            message = "transaction/newTransaction/readTime: not supported locally"
+            raise http_error(400, "INVALID_ARGUMENT", message, database)
+        names = body.get("documents")
+        if not isinstance(names, list) or not names:
+            message = "documents: name at least one document (local bridge)"
+            raise http_error(400, "INVALID_ARGUMENT", message, database)
+        for name in names:
+            match = _DOCUMENT_NAME.match(name) if isinstance(name, str) else None
+            # A document path has an even number of segments: collection/id pairs.
+            if match is None or _database(name) != database or len(match.group(3).split("/")) % 2:
+                message = f"Document {name!r} is not a child resource of {database}."
+                raise http_error(400, "INVALID_ARGUMENT", message, database)
+        request = {"database": database, "documents": list(dict.fromkeys(names))}
+        responses = self._client.batch_get_documents(
+            request=request, retry=None, timeout=_TIMEOUT_SECONDS, metadata=_EMULATOR_METADATA
+        )
+        answers = [
+            _to_json(firestore_types.BatchGetDocumentsResponse.pb(response))
+            for response in responses
+        ]
+        # The mask, applied here as Firestore applies it (the emulator ignores it).
+        paths = (body.get("mask") or {}).get("fieldPaths")
+        if paths is not None:
+            for answer in answers:
+                if "found" in answer:
+                    answer["found"] = _masked(answer["found"], [str(path) for path in paths])
+        return answers[::-1]
 
     def _createDocument(self, args: dict[str, Any]) -> dict[str, Any]:
         parent = _required(args, "parent")

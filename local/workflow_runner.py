@@ -18,8 +18,9 @@ What the runner adds to workflows-emulator, each patch scoped to one run:
   run polls;
 - ``sys.now`` / ``sys.sleep`` (and the sleeps of ``retry`` steps) use a
   ``clock``, so a benchmark can run hours of polling in virtual time;
-- executed steps and connector calls are counted, ``sys.log`` output and the
-  URLs ``getCallbackURL`` returns are surfaced through hooks;
+- executed steps and connector calls are counted, ``sys.log`` output, the
+  URLs ``getCallbackURL`` returns and the links ``getApprovalURLs`` returns
+  are surfaced through hooks;
 - the emulator's expression gaps are closed (local/emulator_compat.py), so
   YAML behaves as it does on real Workflows.
 
@@ -129,6 +130,8 @@ class RunResult:
     callback_events: Counter[str] = field(default_factory=Counter)
     logs: list[tuple[str, Any]] = field(default_factory=list)
     callback_urls: list[str] = field(default_factory=list)
+    # What each getApprovalURLs call returned: {runID, step, links}.
+    approvals: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -167,6 +170,7 @@ def run_workflow(
     execution_id: str | None = None,
     on_log: Callable[[str, Any], None] | None = None,
     on_callback_url: Callable[[str], None] | None = None,
+    on_approvals: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Execute ``workflow`` (a path or a parsed map) with ``argument`` as its main's argument.
 
@@ -175,7 +179,9 @@ def run_workflow(
     getCallbackURL or waitForResponse) raises WorkflowSourceError.
 
     Pass a ``bridge`` to share connector counters or inject faults; otherwise
-    one is created for this run. Never raises for a workflow error: see
+    one is created for this run. ``on_callback_url`` gets each URL
+    getCallbackURL returns, ``on_approvals`` each map getApprovalURLs
+    returns, the moment it returns (before any wait). Never raises for a workflow error: see
     ``RunResult.error``.
     """
     config = (
@@ -195,7 +201,9 @@ def run_workflow(
         ENV_PROJECT: settings.project,
         ENV_EXECUTION: run.execution_id,
     }
-    hooks = _Hooks(run, clock or RealClock(), on_log, on_callback_url, settings.callbacks)
+    hooks = _Hooks(
+        run, clock or RealClock(), on_log, on_callback_url, settings.callbacks, on_approvals
+    )
     with contextlib.ExitStack() as stack:
         if bridge is None:
             bridge = stack.enter_context(FirestoreRestBridge(settings.firestore_host))
@@ -242,12 +250,14 @@ class _Hooks:
         on_log: Callable[[str, Any], None] | None,
         on_callback_url: Callable[[str], None] | None,
         callbacks: CallbackApi | None,
+        on_approvals: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.run = run
         self.clock = clock
         self.on_log = on_log
         self.on_callback_url = on_callback_url
         self.callbacks = callbacks
+        self.on_approvals = on_approvals
 
     def log(self, severity: str, payload: Any) -> None:
         self.run.logs.append((severity, payload))
@@ -259,6 +269,12 @@ class _Hooks:
             self.run.callback_urls.append(url)
             if self.on_callback_url is not None:
                 self.on_callback_url(url)
+
+    def approval_links(self, approvals: Any) -> None:
+        if isinstance(approvals, dict):
+            self.run.approvals.append(plain(approvals))
+            if self.on_approvals is not None:
+                self.on_approvals(plain(approvals))
 
     def step(self, name: str, times: int = 1) -> None:
         self.run.steps += times
@@ -359,6 +375,8 @@ def _patched_emulator(bridge: FirestoreRestBridge, hooks: _Hooks) -> Iterator[No
         # Surface the URL as soon as getCallbackURL returns, before any wait.
         if step.config.get("call") == "getCallbackURL" and "result" in step.config:
             hooks.callback_url(step.context.get(step.config["result"]))
+        if step.config.get("call") == "getApprovalURLs" and "result" in step.config:
+            hooks.approval_links(step.context.get(step.config["result"]))
         return outcome
 
     def get_step(steps: list[dict[str, Any]], step_id: str | None) -> Any:

@@ -34,7 +34,7 @@ def env_default(expression: str, variable: str) -> str:
 
 
 def test_both_subworkflows_use_the_contracts_id_patterns_and_defaults() -> None:
-    for subworkflow in ("getCallbackURL", "waitForResponse"):
+    for subworkflow in ("getCallbackURL", "waitForResponse", "getApprovalURLs", "waitForApprovals"):
         settings = settings_of(subworkflow)
         assert settings["runIdPattern"] == f"^{CONTRACT['RUN_ID_PATTERN']}$", subworkflow
         assert settings["stepPattern"] == f"^{CONTRACT['STEP_PATTERN']}$", subworkflow
@@ -44,7 +44,11 @@ def test_both_subworkflows_use_the_contracts_id_patterns_and_defaults() -> None:
     assert env_default(settings_of("getCallbackURL")["ttlSeconds"], "CALLBACKS_TTL_SECONDS") == (
         str(CONTRACT["DEFAULT_TTL_SECONDS"])
     )
-    assert env_default(settings_of("waitForResponse")["ttl"], "CALLBACKS_TTL_SECONDS") == (
+    for wait in ("waitForResponse", "waitForApprovals"):
+        assert env_default(settings_of(wait)["ttl"], "CALLBACKS_TTL_SECONDS") == (
+            str(CONTRACT["DEFAULT_TTL_SECONDS"])
+        )
+    assert env_default(settings_of("getApprovalURLs")["ttlSeconds"], "CALLBACKS_TTL_SECONDS") == (
         str(CONTRACT["DEFAULT_TTL_SECONDS"])
     )
 

@@ -195,7 +195,8 @@ def test_the_workflows_permission_list_names_each_connector_call_it_makes() -> N
     # over a tombstone, under the precondition callbackCondition names
     # (exists: false, or the tombstone's updateTime): never a write without
     # a precondition, which could create or update anything.
-    commits = [c for c in calls if c["call"].endswith(".documents.commit")]
+    commits = _connector_calls(source["getCallbackURL"])
+    commits = [c for c in commits if c["call"].endswith(".documents.commit")]
     writes = [write for commit in commits for write in commit["args"]["body"]["writes"]]
     assert len(writes) == 2 and all(set(write) == {"update", "currentDocument"} for write in writes)
     key, callback = writes
@@ -208,11 +209,47 @@ def test_the_workflows_permission_list_names_each_connector_call_it_makes() -> N
     ]
     assert conditions and all(set(c) in ({"exists"}, {"updateTime"}) for c in conditions)
     assert {"exists": False} in conditions
-    # The tombstone patches only update: each requires the version it
-    # replaces (currentDocument.updateTime), so none can create a document
-    # (an upsert would need datastore.entities.create as well).
+    # The patches only update: each requires the version it replaces
+    # (currentDocument.updateTime), or the document (exists: true, the start
+    # of an approval's wait), so none can create a document (an upsert would
+    # need datastore.entities.create as well).
     patches = [c for c in calls if c["call"].endswith(".documents.patch")]
-    assert patches and all(set(p["args"]["currentDocument"]) == {"updateTime"} for p in patches)
+    assert patches and all(
+        set(p["args"]["currentDocument"]) == {"updateTime"}
+        or p["args"]["currentDocument"] == {"exists": True}
+        for p in patches
+    )
+
+
+def test_an_approvals_commit_writes_only_under_a_precondition() -> None:
+    # getApprovalURLs builds its writes in a loop (the Commit's writes are an
+    # expression): every write map it assigns carries a currentDocument, and
+    # each of those is exists: false or an update time read, never absent.
+    source = yaml.safe_load((REPO_ROOT / "workflow" / "callbacks.yaml").read_text())
+    entries = _assign_entries(source["getApprovalURLs"])
+    writes = [value for entry in entries for value in entry.values()
+              if isinstance(value, dict) and "update" in value]  # fmt: skip
+    assert len(writes) == 3  # a link, its key document, the group
+    assert all(set(write) == {"update", "currentDocument"} for write in writes)
+    conditions = {
+        name: value
+        for entry in entries
+        for name, value in entry.items()
+        if name in ("absent", "versionCondition", "groupCondition")
+    }
+    assert conditions["absent"] == {"exists": False}
+    assert set(conditions["versionCondition"]) == {"updateTime"}
+    assert {write["currentDocument"] for write in writes} == {
+        "${linkCondition}",
+        "${absent}",
+        "${groupCondition}",
+    }
+    group_conditions = [e["groupCondition"] for e in entries if "groupCondition" in e]
+    assert all(
+        c in ("${absent}", {"exists": False}) or set(c) == {"updateTime"} for c in group_conditions
+    )
+    [link_condition] = [e["linkCondition"] for e in entries if "linkCondition" in e]
+    assert link_condition.endswith(", versionCondition, absent)}")
 
 
 def test_the_workflow_gets_create_get_and_update_on_its_database_only(deploy) -> None:

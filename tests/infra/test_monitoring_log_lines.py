@@ -479,11 +479,14 @@ TIMEOUT_LOGGED = any(
     strict=True,
 )
 def test_the_subworkflows_write_the_timeout_line_the_metric_counts() -> None:
-    [payload] = [
-        payload
-        for payload in _sys_log_events(yaml.safe_load(CALLBACKS_WORKFLOW.read_text()))
-        if payload.get("event") == WAIT_TIMED_OUT_EVENT
-    ]
+    # One per wait: waitForResponse's and waitForApprovals'.
+    source = yaml.safe_load(CALLBACKS_WORKFLOW.read_text())
+    for wait in ("waitForResponse", "waitForApprovals"):
+        [payload] = [
+            payload
+            for payload in _sys_log_events(source[wait])
+            if payload.get("event") == WAIT_TIMED_OUT_EVENT
+        ]
 
-    assert set(payload) == set(WAIT_TIMED_OUT_FIELDS)
-    assert counted(REGISTRATIONS_EXPIRED, workflow_entry(payload))
+        assert set(payload) == set(WAIT_TIMED_OUT_FIELDS), wait
+        assert counted(REGISTRATIONS_EXPIRED, workflow_entry(payload)), wait

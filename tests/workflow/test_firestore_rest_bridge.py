@@ -223,3 +223,46 @@ def test_patch_reads_again_when_someone_writes_in_between(bridge, root, firestor
     stored = firestore_client.document("c/r").get().to_dict()
     assert stored["other"] == "theirs"  # not lost to the patch's read-modify-write
     assert stored["state"] == "CONSUMED" and "payload" not in stored
+
+
+def test_batch_get_answers_each_document_found_or_missing_in_no_promised_order(bridge, root):
+    database = root.removesuffix("/documents")
+    for document_id in ("a", "b"):
+        call(bridge, "createDocument", parent=root, collectionId="c", documentId=document_id,
+             body=BODY)  # fmt: skip
+    names = [f"{root}/c/a", f"{root}/c/gone", f"{root}/c/b", f"{root}/c/a"]
+
+    answers = call(bridge, "batchGet", database=database, body={"documents": names})
+
+    # Duplicates elided (the reference); one answer per document, never in the
+    # request's order (Firestore promises none: the stand-in reverses it).
+    assert [a.get("found", {}).get("name") or a["missing"] for a in answers] == names[2::-1]
+    assert all("readTime" in a for a in answers)
+    found = {a["found"]["name"]: a["found"] for a in answers if "found" in a}
+    assert found[f"{root}/c/b"]["fields"] == BODY["fields"]
+    assert set(found[f"{root}/c/a"]) >= {"name", "fields", "createTime", "updateTime"}
+    masked = call(bridge, "batchGet", database=database,
+                  body={"documents": names[:1], "mask": {"fieldPaths": ["s"]}})  # fmt: skip
+    assert masked[0]["found"]["fields"] == {"s": BODY["fields"]["s"]}
+    assert bridge.calls["batchGet"] == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"documents": []},
+        {},
+        {"documents": ["projects/other/databases/d/documents/c/a"]},
+        {"documents": ["{root}/c"]},
+        {"documents": ["{root}/c/a"], "readTime": "2026-01-01T00:00:00Z"},
+        {"documents": ["{root}/c/a"], "newTransaction": {"readOnly": {}}},
+    ],
+    ids=["no-documents", "no-body", "another-database", "a-collection", "read-time", "transaction"],
+)
+def test_batch_get_refuses_what_the_reference_refuses_or_leaves_open(bridge, root, body):
+    documents = [name.format(root=root) for name in body.get("documents", [])]
+    request = {**body, "documents": documents} if "documents" in body else body
+
+    assert status_of(
+        bridge, "batchGet", database=root.removesuffix("/documents"), body=request
+    ) == (400, "INVALID_ARGUMENT")

@@ -18,6 +18,12 @@ SCHEMA = yaml.safe_load(
 SCHEMA["definitions"]["args"]["properties"]["timeout"] = {
     "anyOf": [{"type": "number"}, {"type": "string", "pattern": r"^\$\{.*\}$"}]
 }
+# The schema caps a subworkflow's params at 10 items. Google's own schema
+# (GoogleCloudPlatform/workflows-samples, jsonschema/workflows.json) caps only
+# the plain names ("contains": {"type": "string"}, "maxContains": 10): a
+# parameter with a default is a one-key map and does not count. Draft 7 has
+# no maxContains, so test_at_most_ten_parameters_without_a_default checks it.
+MAX_PLAIN_PARAMS = SCHEMA["definitions"]["subworkflow"]["properties"]["params"].pop("maxItems")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +67,13 @@ def test_the_deployed_concatenation_is_valid_and_has_no_clashing_names(sources):
 
     jsonschema.validate(deployed, SCHEMA)
     assert set(example) == {"main"}
-    assert set(callbacks) == {"getCallbackURL", "waitForResponse", "callbacksRetryableError"}
+    assert set(callbacks) == {
+        "getCallbackURL",
+        "waitForResponse",
+        "callbacksRetryableError",
+        "getApprovalURLs",
+        "waitForApprovals",
+    }
     assert set(deployed) == {"main", *callbacks}
 
 
@@ -76,3 +88,9 @@ def test_no_step_combines_try_and_next(sources):
     for name, text in sources.items():
         for step in steps_of(yaml.safe_load(text)):
             assert not ("try" in step and "next" in step), f"{name}: {step}"
+
+
+def test_at_most_ten_parameters_without_a_default(sources):
+    for name, body in yaml.safe_load(sources["callbacks.yaml"]).items():
+        plain = [param for param in body.get("params") or [] if isinstance(param, str)]
+        assert len(plain) <= MAX_PLAIN_PARAMS == 10, name
