@@ -30,7 +30,7 @@ from callback_request import (
 )
 from callback_store import Outcome
 from receiver_config import Runtime
-from registration_layout import EXPIRED_AT_FIELD, rfc3339_or_none
+from registration_layout import CANCELLED_AT_FIELD, EXPIRED_AT_FIELD, rfc3339_or_none
 from replies import Audience, Reply
 
 # The waiting workflow must hold the payload: Workflows caps an execution's
@@ -52,6 +52,8 @@ REFUSALS = {
     Outcome.CONFLICT: (409, "this callback was already received with a different payload"),
     Outcome.UNKNOWN_STATE: (409, "this callback is in a state the receiver does not accept"),
     Outcome.EXPIRED: (410, "the workflow stopped waiting for this callback"),
+    # The reason stays in Firestore, for the workflow and operators: not in an answer.
+    Outcome.CANCELLED: (410, "the wait for this callback was cancelled"),
     Outcome.INVALID_CHOICE: (422, "not an answer this form takes"),
 }
 
@@ -66,12 +68,14 @@ def refused(
 def refusal_reply(
     outcome: Outcome, stored: Mapping[str, Any] | None, callback: Callback | None = None
 ) -> Reply:
-    """The JSON answer to a refusal; 410 says when the workflow stopped waiting, 422 what
+    """The JSON answer to a refusal; 410 says when the wait ended (expired or cancelled), 422 what
     the form takes (and, given the callback, what is wrong with it)."""
     status, message = REFUSALS[outcome]
     fields: dict[str, Any] | None = None
     if outcome is Outcome.EXPIRED:
         fields = {"expiredAt": rfc3339_or_none((stored or {}).get(EXPIRED_AT_FIELD))}
+    if outcome is Outcome.CANCELLED:
+        fields = {"cancelledAt": rfc3339_or_none((stored or {}).get(CANCELLED_AT_FIELD))}
     if outcome is Outcome.INVALID_CHOICE:
         form = form_answer.form_of(stored)
         fields = {"allowed": list(form.values) if form else []}

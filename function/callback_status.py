@@ -19,6 +19,8 @@ from callback_request import CallbackIds
 from callback_store import Outcome
 from receiver_config import Runtime
 from registration_layout import (
+    CANCELLED,
+    CANCELLED_AT_FIELD,
     CONSUMED,
     CONSUMED_AT_FIELD,
     EXPIRED,
@@ -37,12 +39,21 @@ STATES = {
     RECEIVED: "received",
     CONSUMED: "consumed",
     EXPIRED: "expired",
+    # An operator cancelled the wait (python -m ops cancel).
+    CANCELLED: "cancelled",
     # An approval link answered after the decision (recorded, not counted).
     LATE: "late",
 }
 # The times the status shows, each the document field of the same name
 # (null until that happened, or when the document does not hold it).
-TIME_FIELDS = ("createdAt", "receivedAt", CONSUMED_AT_FIELD, EXPIRED_AT_FIELD, "expireAt")
+TIME_FIELDS = (
+    "createdAt",
+    "receivedAt",
+    CONSUMED_AT_FIELD,
+    EXPIRED_AT_FIELD,
+    CANCELLED_AT_FIELD,
+    "expireAt",
+)
 
 
 def answer_status(

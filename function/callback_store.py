@@ -31,6 +31,7 @@ import firestore_commit
 from callback_request import Callback
 from firestore_commit import CommitClient
 from registration_layout import (
+    CANCELLED,
     CONSUMED,
     EXPIRED,
     FORWARD_URL_FIELD,
@@ -96,6 +97,9 @@ class Outcome(enum.Enum):
     ALREADY_DELIVERED = "already_delivered"
     # The workflow stopped waiting (an EXPIRED tombstone): 410 Gone.
     EXPIRED = "expired"
+    # An operator cancelled the wait (python -m ops cancel: a CANCELLED
+    # tombstone): 410 Gone too.
+    CANCELLED = "cancelled"
     # The document is in a state this receiver does not know: written by
     # something else, or by a newer protocol.
     UNKNOWN_STATE = "unknown_state"
@@ -150,6 +154,8 @@ def decide(
         return Outcome.ALREADY_DELIVERED if same else Outcome.CONFLICT
     if state == EXPIRED:
         return Outcome.EXPIRED
+    if state == CANCELLED:
+        return Outcome.CANCELLED
     return Outcome.UNKNOWN_STATE
 
 

@@ -20,6 +20,7 @@ import form_answer
 from approval_page import (
     Form,
     answered_message,
+    cancelled_message,
     choices_page,
     expired_message,
     form_page,
@@ -34,6 +35,8 @@ from form_answer import form_of
 from receiver_config import Runtime
 from registration_layout import (
     ANSWER_SUFFIX,
+    CANCELLED,
+    CANCELLED_AT_FIELD,
     CONSUMED,
     EXPIRED,
     EXPIRED_AT_FIELD,
@@ -103,6 +106,9 @@ def _record_answer(
     if outcome is Outcome.EXPIRED:
         page = message_page(form.title, expired_message(stored.get(EXPIRED_AT_FIELD)))
         return outcome.value, 410, html_response(page, 410)
+    if outcome is Outcome.CANCELLED:
+        page = message_page(form.title, cancelled_message(stored.get(CANCELLED_AT_FIELD)))
+        return outcome.value, 410, html_response(page, 410)
     return outcome.value, 404, html_response(message_page("Unknown link", UNKNOWN_LINK), 404)
 
 
@@ -133,6 +139,9 @@ def _show_page(
         if form is not None and state == EXPIRED:
             message = expired_message(stored.get(EXPIRED_AT_FIELD))
             return "page_expired", 410, message_page(form.title, message)
+        if form is not None and state == CANCELLED:
+            message = cancelled_message(stored.get(CANCELLED_AT_FIELD))
+            return "page_cancelled", 410, message_page(form.title, message)
     if stored is None:
         answered = _legacy_answer_page(runtime, ids, token, log)
         if answered is not None:

@@ -14,7 +14,7 @@ import pytest
 
 from local.registration import rfc3339
 
-NULL_TIMES = {"receivedAt": None, "consumedAt": None, "expiredAt": None}
+NULL_TIMES = {"receivedAt": None, "consumedAt": None, "expiredAt": None, "cancelledAt": None}
 
 
 def status_url(callback_url, *ids: str, **params) -> str:
@@ -86,6 +86,7 @@ def test_the_status_after_a_timeout_says_expired_and_when(
         **times_of(callbacks, "createdAt", "expireAt", "expiredAt"),
         "receivedAt": None,
         "consumedAt": None,
+        "cancelledAt": None,
     }
 
 
