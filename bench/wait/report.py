@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bench.wait.approvals import ApprovalCase
 from bench.wait.run import SEED, SHIPPED, PushCase, WaitCase, WaitConfig, WaitResults
 from bench.wait.schedule import Schedule
 
@@ -66,6 +67,25 @@ def push_table(pushes: Sequence[PushCase]) -> str:
     return "\n".join(lines)
 
 
+def approval_table(approvals: Sequence[ApprovalCase], pushes: Sequence[PushCase]) -> str:
+    """An approval round trip beside the single push wait at the same T (and three of them)."""
+    single = {p.arrival: p for p in pushes}
+    lines = [
+        "| first answer at T (second at T + 1 s) | steps (all) | internal steps "
+        "| external steps (awaits) | Firestore calls: reads / writes "
+        "| one single push wait at T | three single push waits |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for a in sorted(approvals, key=lambda a: a.arrival):
+        one = single.get(a.arrival)
+        lines.append(
+            f"| {_t(a.arrival)} | {a.steps} | {a.internal_steps} | {a.awaits} "
+            f"| {a.reads} / {a.writes} | {one.steps if one else 'n/a'} "
+            f"| {3 * one.steps if one else 'n/a'} |"
+        )
+    return "\n".join(lines)
+
+
 def candidates(cases: Sequence[WaitCase]) -> str:
     schedules: list[Schedule] = []
     for c in cases:
@@ -91,18 +111,26 @@ def candidates(cases: Sequence[WaitCase]) -> str:
     return "\n".join(lines)
 
 
-def problems(cases: Sequence[WaitCase], pushes: Sequence[PushCase] = ()) -> list[str]:
-    return [
-        f"- {c.schedule.label}, T={_t(c.arrival)}: {'; '.join(c.problems)}"
-        for c in cases
-        if not c.ok
-    ] + [f"- push, T={_t(p.arrival)}: {'; '.join(p.problems)}" for p in pushes if not p.ok]
+def problems(
+    cases: Sequence[WaitCase],
+    pushes: Sequence[PushCase] = (),
+    approvals: Sequence[ApprovalCase] = (),
+) -> list[str]:
+    return (
+        [
+            f"- {c.schedule.label}, T={_t(c.arrival)}: {'; '.join(c.problems)}"
+            for c in cases
+            if not c.ok
+        ]
+        + [f"- push, T={_t(p.arrival)}: {'; '.join(p.problems)}" for p in pushes if not p.ok]
+        + [f"- approval, T={_t(a.arrival)}: {'; '.join(a.problems)}" for a in approvals if not a.ok]
+    )
 
 
 def wait_section(config: WaitConfig, results: WaitResults) -> str:
-    cases, pushes = results.polls, results.pushes
-    real = sum(c.real_seconds for c in cases) + sum(p.real_seconds for p in pushes)
-    bad = problems(cases, pushes)
+    cases, pushes, approvals = results.polls, results.pushes, results.approvals
+    real = sum(c.real_seconds for c in [*cases, *pushes, *approvals])
+    bad = problems(cases, pushes, approvals)
     return "\n".join(
         [
             "## bench.wait: what a wait costs",
@@ -111,7 +139,8 @@ def wait_section(config: WaitConfig, results: WaitResults) -> str:
             "register, wait, return) in local/workflow_runner.py under a virtual clock; the "
             "callback is POSTed to the real receiver (functions-framework on loopback) when "
             f"virtual time passes T. Timeout {_s(config.timeout_s)} (above every T). "
-            f"{len(cases) + len(pushes)} executions took {real:.0f} s of real time.",
+            f"{len(cases) + len(pushes) + len(approvals)} executions took {real:.0f} s of real "
+            "time.",
             "",
             "Steps = every workflow step executed (main's three included); reads = Firestore "
             "connector `get` calls. Resume delay at T = virtual time from arrival to "
@@ -139,6 +168,22 @@ def wait_section(config: WaitConfig, results: WaitResults) -> str:
             f"the workflow returned {results.real_time_push_delay_s * 1000:.0f} ms after the "
             "caller's 200.",
             "",
+            *(
+                [
+                    "### Approvals: 3 approvers, quorum 2, push, within one slice",
+                    "",
+                    "bench/wait/approval_driver.yaml: getApprovalURLs, waitForApprovals (given the "
+                    "links), return; the last approver answers at T and the first one 1 s later, "
+                    "each POSTed to its link at the real receiver, which stores and forwards it. "
+                    "Beside it, the single push wait at the same T (main's three steps included "
+                    "in both): the approval must cost no more than three of them.",
+                    "",
+                    approval_table(approvals, pushes),
+                    "",
+                ]
+                if approvals
+                else []
+            ),
             "### Candidate schedules: steps / resume delay at T (worst near T)",
             "",
             candidates(cases),

@@ -34,6 +34,7 @@ from typing import Any
 import requests
 import yaml
 
+from bench.wait.approvals import ApprovalCase, run_approval_case
 from bench.wait.clock import VirtualClock
 from bench.wait.schedule import Expected, Schedule, expected
 from infra.workflow_env import WaitSettings
@@ -281,10 +282,13 @@ class WaitResults:
     pushes: list[PushCase]
     # Real seconds from a caller's 200 to the workflow returning, on the real clock.
     real_time_push_delay_s: float
+    # An approval (3 approvers, quorum 2, push) per arrival within one slice.
+    approvals: list[ApprovalCase] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(c.ok for c in self.polls) and all(c.ok for c in self.pushes)
+        cases = [*self.polls, *self.pushes, *self.approvals]
+        return all(c.ok for c in cases)
 
 
 def run_wait(config: WaitConfig, log: Callable[[str], None] = print) -> WaitResults:
@@ -318,6 +322,18 @@ def _run_wait(config: WaitConfig, log: Callable[[str], None]) -> WaitResults:
                 f"({push.real_seconds:.1f} s real)"
                 + ("" if push.ok else f" PROBLEMS: {push.problems}")
             )
+        approvals = []
+        approving = _waiting(base, config, delivery="push", push_slice_seconds=config.push_slice_s)
+        for arrival in (a for a in config.arrivals if a + 1 < config.push_slice_s):
+            approval = run_approval_case(arrival, approving, config.push_slice_s)
+            approvals.append(approval)
+            log(
+                f"approval (3 approvers, quorum 2, push), answers at T={arrival:g} s and "
+                f"T+1: {approval.steps} steps ({approval.internal_steps} internal, "
+                f"{approval.awaits} awaits), {approval.reads} reads, {approval.writes} writes "
+                f"({approval.real_seconds:.1f} s real)"
+                + ("" if approval.ok else f" PROBLEMS: {approval.problems}")
+            )
         real_time = run_real_time_push(base, workflow)
         log(f"push in real time: resumed {real_time:.3f} s after the caller's 200")
         for schedule in _dedupe(config.schedules):
@@ -329,4 +345,4 @@ def _run_wait(config: WaitConfig, log: Callable[[str], None]) -> WaitResults:
                     f"delay {case.delay:g} s ({case.real_seconds:.1f} s real)"
                     + ("" if case.ok else f" PROBLEMS: {case.problems}")
                 )
-    return WaitResults(cases, pushes, real_time)
+    return WaitResults(cases, pushes, real_time, approvals)

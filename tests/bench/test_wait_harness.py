@@ -42,6 +42,16 @@ def test_push_resumes_at_once_at_every_t_and_costs_few_steps(results) -> None:
     assert 0 <= results.real_time_push_delay_s < 1
 
 
+def test_an_approval_within_one_slice_costs_less_than_three_single_push_waits(results) -> None:
+    # Three approvers, quorum two, both answers within the first slice.
+    single = {p.arrival: p for p in results.pushes}
+    assert [a.arrival for a in results.approvals] == [5.0, 60.0]
+    for approval in results.approvals:
+        assert approval.ok, (approval.arrival, approval.problems)
+        assert approval.steps <= 3 * single[approval.arrival].steps
+        assert (approval.internal_steps, approval.awaits, approval.reads) == (24, 2, 0)
+
+
 def test_each_wait_resumes_with_the_payload_and_agrees_with_the_schedule(cases) -> None:
     # T = 0 (the push-ideal floor) plus the two arrivals, for both schedules.
     assert [(c.schedule.label, c.arrival) for c in cases] == [

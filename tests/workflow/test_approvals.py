@@ -367,16 +367,28 @@ def not_taken_warnings(run: RunResult) -> list[Any]:
     ]
 
 
-@pytest.mark.parametrize(
-    "forgery",
-    ["bad-proof", "another-links-proof", "replayed-as-another-approver", "no-proof", "not-json"],
-)
+FORGERIES = [
+    "bad-proof",
+    "another-links-proof",
+    "replayed-as-another-approver",
+    "no-proof",
+    "not-json",
+    "a-stored-answers-version-with-another-payload",
+    "a-waiting-version-without-the-token",
+]
+
+
+@pytest.mark.parametrize("forgery", FORGERIES)
 def test_a_forged_event_is_never_counted(push, fake_clock, people, forgery):
-    # Link 1 holds a real approval (stored, not forwarded); the forgeries
-    # claim approver 0's approval with it. Then approver 2 really approves.
+    # Link 1 holds a real approval (stored, its forward failed); the
+    # forgeries claim approver 0's approval with it, or take link 1 with
+    # another payload, or spoil link 0 at its WAITING version (the URL's reg,
+    # which whoever saw the URL knows). Then approver 2 really approves.
     def forge(p: Approvers) -> None:
         real = p.answer_unforwarded(1, APPROVE)
         token_1 = capability(real.url)["token"]
+        rejecting = json.dumps({**real.record, "value": REJECT})
+        waiting = capability(p.links[0]["url"])["reg"]
         events = {
             "bad-proof": real.event(approver=0, proof=base64.b64encode(b"x").decode()),
             # Approver 1 (who holds token 1) MACs its own answer as approver 0's.
@@ -386,6 +398,12 @@ def test_a_forged_event_is_never_counted(push, fake_clock, people, forgery):
             ),
             "no-proof": {k: v for k, v in real.event(approver=0).items() if k != "proof"},
             "not-json": "approve",
+            "a-stored-answers-version-with-another-payload": real.event(
+                payload=rejecting, proof=proof("not-the-token", real.version, rejecting)
+            ),
+            "a-waiting-version-without-the-token": real.event(
+                approver=0, version=waiting, proof=proof("not-the-token", waiting, real.payload)
+            ),
         }
         endpoint = capability(real.url)["cb"]
         assert post_to_endpoint(endpoint, events[forgery]) == 200
@@ -525,13 +543,18 @@ def test_registering_the_same_approval_twice_gives_the_same_links(push, callback
     assert_links_match_the_registration(callbacks, again)
 
 
-def test_other_approvers_for_a_waiting_approval_are_a_conflict(push):
+@pytest.mark.parametrize(
+    "others",
+    [["dee@example.com"], [*THREE[:2], "dee@example.com"]],
+    ids=["fewer", "one-label-differs"],
+)
+def test_other_approvers_for_a_waiting_approval_are_a_conflict(push, others):
     workflow = {
         "main": {
             "steps": [
                 {"first": {"call": "getApprovalURLs", "args": {"step": "r", "approvers": THREE}}},
                 {"other": {"call": "getApprovalURLs",
-                           "args": {"step": "r", "approvers": ["dee@example.com"]}}},
+                           "args": {"step": "r", "approvers": others}}},
             ]
         }
     }  # fmt: skip
