@@ -184,6 +184,8 @@ def _refusal(done: Cancellation, where: str) -> str:
         return "the workflow already took its callback (consumed): there is no wait to cancel"
     if done.outcome == "expired":
         return "the wait already ended (expired: the workflow timed out)"
+    if done.outcome == "decided":
+        return f"the approval was already decided ({done.state}): there is no wait to cancel"
     if done.outcome == "not_registered":
         return f"no registration in {where} (`python -m ops pending` lists the open ones)"
     return f"it is in a state this tool does not cancel ({done.state})"

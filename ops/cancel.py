@@ -34,6 +34,8 @@ from ops.errors import OpsError
 
 CANCELLED = "CANCELLED"
 CANCELLABLE = ("WAITING", "RECEIVED")
+# An approval group (getApprovalURLs) its wait already decided.
+DECIDED_STATES = ("APPROVED", "REJECTED")
 CANCELLED_AT_FIELD = "cancelledAt"
 CANCEL_REASON_FIELD = "cancelReason"
 # Rounds of read-decide-write while the document keeps changing under us.
@@ -54,7 +56,8 @@ class Cancellation:
     """What ``cancel`` found and did.
 
     ``outcome``: ``cancelled`` (written now), ``already_cancelled``, or a
-    refusal: ``consumed``, ``expired``, ``not_registered``, ``unknown_state``.
+    refusal: ``consumed``, ``expired``, ``decided`` (an approval), ``not_registered``,
+    ``unknown_state``.
     """
 
     outcome: str
@@ -137,6 +140,8 @@ def _decided(snapshot: firestore.DocumentSnapshot) -> Cancellation | None:
         return Cancellation("consumed", state=shown, received_at=fields.get("receivedAt"))
     if state == "EXPIRED":
         return Cancellation("expired", state=shown)
+    if state in DECIDED_STATES:
+        return Cancellation("decided", state=shown)
     return Cancellation("unknown_state", state=shown)
 
 

@@ -95,7 +95,13 @@ def test_cancelling_twice_is_idempotent_and_writes_nothing_the_second_time(callb
 
 @pytest.mark.parametrize(
     ("state", "outcome"),
-    [("CONSUMED", "consumed"), ("EXPIRED", "expired"), ("LATER-PROTOCOL", "unknown_state")],
+    [
+        ("CONSUMED", "consumed"),
+        ("EXPIRED", "expired"),
+        ("APPROVED", "decided"),  # an approval group its wait decided
+        ("REJECTED", "decided"),
+        ("LATER-PROTOCOL", "unknown_state"),
+    ],
 )
 def test_what_the_wait_already_ended_is_refused_and_left_alone(callbacks, state, outcome) -> None:
     callbacks.document("run-a_approve").set(registration(state))
