@@ -693,6 +693,7 @@ def test_a_cancelled_approval_raises_a_cancelled_error(push, fake_clock, people)
 
     assert run.error["tags"] == ["CancelledError"]
     assert run.error["reason"] == "release called off"
+    assert "cancelled: release called off" in run.error["message"]
     assert [a["approver"] for a in run.error["answers"]] == [THREE[0]]
     assert not_taken_warnings(run) == []
     assert fake_clock.elapsed < 7
