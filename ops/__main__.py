@@ -139,7 +139,14 @@ def _cancel(options: argparse.Namespace) -> int:
     collection, where = collection_of(options, PROJECT_DIR)
     with firestore_errors(where):
         try:
-            done = cancel.cancel(collection, options.run_id, options.step, options.reason)
+            done = cancel.cancel(
+                collection,
+                options.run_id,
+                options.step,
+                options.reason,
+                # A local emulator answers at once, or is not running.
+                timeout=LOCAL_TIMEOUT_SECONDS if options.local else CLOUD_TIMEOUT_SECONDS,
+            )
         except google_errors.PermissionDenied:
             raise OpsError(
                 f"your credentials may not write {where}",
@@ -343,6 +350,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 DEFAULT_REASON = "cancelled by an operator"
+# How long cancel's Firestore calls may take, retries included.
+LOCAL_TIMEOUT_SECONDS = 5.0
+CLOUD_TIMEOUT_SECONDS = 30.0
 # The reason travels in the workflow's error message: keep it one short line.
 MAX_REASON_CHARS = 500
 

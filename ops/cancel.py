@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import requests
 from google.api_core import exceptions as google_errors
+from google.api_core import retry as retries
 from google.auth import exceptions as auth_errors
 from google.cloud import firestore
 
@@ -82,10 +83,15 @@ def cancel(
     *,
     timeout: float = 30.0,
 ) -> Cancellation:
-    """Mark ``{run_id}_{step}`` CANCELLED if it is still open; idempotent; never reads the token."""
+    """Mark ``{run_id}_{step}`` CANCELLED if it is still open; idempotent; never reads the token.
+
+    ``timeout`` bounds each call, its retries included (the client library's
+    default would retry an unreachable emulator for 300 s).
+    """
+    retry = retries.Retry(initial=0.2, maximum=2.0, multiplier=2.0, timeout=timeout)
     document = collection.document(f"{run_id}_{step}")
     for _ in range(ATTEMPTS):
-        snapshot = document.get(timeout=timeout)
+        snapshot = document.get(retry=retry, timeout=timeout)
         found = _decided(snapshot)
         if found is not None:
             return found
@@ -100,6 +106,7 @@ def cancel(
                     CANCEL_REASON_FIELD: reason,
                 },
                 option=firestore.Client.write_option(last_update_time=snapshot.update_time),
+                retry=retry,
                 timeout=timeout,
             )
         except (google_errors.FailedPrecondition, google_errors.NotFound):

@@ -88,7 +88,12 @@ def firestore_errors(where: str) -> Iterator[None]:
     """Firestore's refusals as one line each, with what to do."""
     try:
         yield
-    except (google_errors.ServiceUnavailable, google_errors.DeadlineExceeded) as error:
+    except (
+        google_errors.ServiceUnavailable,
+        google_errors.DeadlineExceeded,
+        # What the client library raises once its retries of those run out.
+        google_errors.RetryError,
+    ) as error:
         raise OpsError(
             f"Firestore did not answer ({where}): {type(error).__name__}",
             "with --local, start python -m local and export FIRESTORE_EMULATOR_HOST; "

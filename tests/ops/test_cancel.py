@@ -412,3 +412,19 @@ def test_pending_leaves_cancelled_out_unless_asked_and_show_gives_the_reason(
     detail = json.loads(shown.stdout)
     assert (detail["state"], detail["cancelReason"]) == ("cancelled", "dup")
     assert detail["cancelledAt"] is not None
+
+
+def test_an_emulator_that_is_not_running_is_one_line_with_the_fix(repo_root, gcp_project) -> None:
+    # FIRESTORE_EMULATOR_HOST names a port nothing listens on (python -m
+    # local has stopped): one line, exit 2, within the local timeout.
+    started = time.monotonic()
+    done = run_ops(
+        repo_root, "cancel", "run-a", "approve", host="127.0.0.1:9", project=gcp_project,
+        database="nowhere",
+    )  # fmt: skip
+
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: Firestore did not answer (the emulator at 127.0.0.1:9")
+    assert "fix: with --local, start python -m local" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert time.monotonic() - started < 30
