@@ -11,7 +11,11 @@ as soon as the workflow returns, before the stack is stopped.
 The demo calls each URL itself after a short delay (a POST with a JSON body),
 so it completes on its own, unless --wait-for-human. Your own workflow waits
 for you to call it, unless --auto-callback: a made-up answer is only what a
-demo wants.
+demo wants. A workflow that reads a ``chatWebhookUrl`` argument (as
+workflow/approval_example.yaml does) gets a loopback Google Chat webhook
+stand-in's URL unless you pass one; its messages are printed, and with
+--auto-callback every link in them is answered (``approve``) as its
+approver would.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 import requests
 
 from infra.args import WorkflowSourceError
+from local.chat_webhook import ChatWebhook, links_in
 from local.firestore_emulator import EmulatorError
 from local.receiver import ReceiverError
 from local.stack import local_stack
@@ -42,6 +47,9 @@ DEMO_ARGUMENT = {"subject": "Deploy release 1.4.2 to production"}
 DEFAULT_BODY = {"approved": True, "by": "demo"}
 # What getCallbackURL appends for a page for people (a registration with a form).
 PAGE_MARK = "&view=page"
+# The argument through which a workflow (approval_example.yaml) gets a Google
+# Chat incoming webhook; locally, the stand-in's URL unless one is passed.
+CHAT_WEBHOOK_ARGUMENT = "chatWebhookUrl"
 # How long to let a callback that is being sent finish once the workflow has
 # returned (the request's own timeout is 10 s), so its line comes first.
 SENDER_GRACE_SECONDS = 12.0
@@ -102,12 +110,22 @@ def _run(workflow: Path, argument: Any, options: argparse.Namespace) -> int:
                 flush=True,
             )
             return
+        answer_later(url)
+
+    def answer_later(url: str) -> None:
         timer = threading.Timer(
             options.delay, _send_callback, (url, options.callback_body, answered_at)
         )
         timer.daemon = True
         timers.append(timer)
         timer.start()
+
+    def on_chat_message(text: str) -> None:
+        # The approvers' links arrive as chat messages (approval_example.yaml).
+        print(f"[chat] {text}", flush=True)
+        if options.auto_callback:
+            for link in links_in(text):
+                answer_later(link.url)
 
     def on_log(severity: str, payload: Any) -> None:
         text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
@@ -117,7 +135,8 @@ def _run(workflow: Path, argument: Any, options: argparse.Namespace) -> int:
         print(f"[workflow {severity}] {text}", flush=True)
 
     print(f"Starting the local stack for {workflow} ...", flush=True)
-    with local_stack() as stack:
+    with local_stack() as stack, ChatWebhook(on_chat_message) as chat:
+        argument = _with_chat_webhook(workflow, argument, chat.url)
         print(f"Receiver on {stack.receiver_url}", flush=True)
         # What `python -m ops pending --local` needs to read this stack.
         print(f"Firestore emulator on {stack.settings.firestore_host}", flush=True)
@@ -133,6 +152,16 @@ def _run(workflow: Path, argument: Any, options: argparse.Namespace) -> int:
         print("Stopping the local stack ...", flush=True)
     print("Local stack stopped.", flush=True)
     return code
+
+
+def _with_chat_webhook(workflow: Path, argument: Any, url: str) -> Any:
+    """The argument, with the chat stand-in's URL as chatWebhookUrl if the workflow reads one."""
+    if CHAT_WEBHOOK_ARGUMENT not in workflow.read_text() or not isinstance(argument, dict | None):
+        return argument
+    if CHAT_WEBHOOK_ARGUMENT in (argument or {}):
+        return argument
+    print(f"Chat webhook stand-in on {url} (passed as {CHAT_WEBHOOK_ARGUMENT})", flush=True)
+    return {**(argument or {}), CHAT_WEBHOOK_ARGUMENT: url}
 
 
 def _stop_senders(timers: list[threading.Timer]) -> None:

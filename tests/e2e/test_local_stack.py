@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -120,6 +122,30 @@ def test_the_demo_completes_on_its_own_on_a_fresh_stack(cli):
     # The demo answers on the page, as a person clicking Approve would.
     assert result["callback"]["value"] == "approve"
     assert result["callback"]["body"] == {"choice": "approve", "comment": "approved by the demo"}
+
+
+def test_the_approval_example_posts_one_link_per_approver_and_two_approvals_decide(
+    cli, firestore_emulator_host, repo_root
+):
+    # approval_example.yaml reads chatWebhookUrl: the runner passes its
+    # Google Chat stand-in, prints each message, and --auto-callback answers
+    # every link on its page as its approver would.
+    run = cli("run", str(repo_root / "workflow" / "approval_example.yaml"),
+              "--auto-callback", "--delay", "0.2")  # fmt: skip
+
+    messages = [run.wait_for("[chat]") for _ in range(3)]
+    result = run.result()
+
+    links = [re.search(r"<(http[^|]+)\|", m).group(1) for m in messages]
+    assert [parse_qs(urlsplit(link).query)["approver"] for link in links] == [["0"], ["1"], ["2"]]
+    assert len({parse_qs(urlsplit(link).query)["token"][0] for link in links}) == 3
+    assert result["decision"] == "approved"
+    answers = result["answers"]
+    assert len(answers) == 2 and {a["value"] for a in answers} == {"approve"}
+    assert len({a["approver"] for a in answers}) == 2
+    assert {a["approver"] for a in answers} <= {
+        "alice@example.com", "bob@example.com", "carol@example.com"
+    }  # fmt: skip
 
 
 OWN_WORKFLOW = """
