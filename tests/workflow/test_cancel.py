@@ -15,11 +15,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -28,62 +25,7 @@ from infra.function_contract import DEFAULT_COLLECTION
 from local.callback_api import LOCAL_FORWARD_TOKEN
 from local.workflow_runner import RunResult, run_workflow
 from ops import cancel
-
-ROUND_TRIP = {
-    "main": {
-        "steps": [
-            {"url": {"call": "getCallbackURL", "args": {"step": "s"}, "result": "url"}},
-            {
-                "wait": {
-                    "call": "waitForResponse",
-                    "args": {"step": "s", "callbackUrl": "${url}"},
-                    "result": "answer",
-                }
-            },
-            {"done": {"return": "${answer}"}},
-        ]
-    }
-}
-
-
-def capability(url: str) -> dict[str, str]:
-    return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
-
-
-def run_awaiting(settings, act: Callable[[str], None], workflow=ROUND_TRIP) -> RunResult:
-    """Run ``workflow``; ``act(url)`` runs in a thread once the wait has begun awaiting."""
-    api = settings.callbacks
-    awaiting = threading.Event()
-    original = api.await_callback
-    failures: list[BaseException] = []
-    threads: list[threading.Thread] = []
-
-    def await_callback(*args, **kw):
-        awaiting.set()
-        return original(*args, **kw)
-
-    def on_url(url: str) -> None:
-        def later() -> None:
-            try:
-                assert awaiting.wait(10), "the wait never began"
-                act(url)
-            except BaseException as error:  # re-raised below
-                failures.append(error)
-
-        thread = threading.Thread(target=later)
-        threads.append(thread)
-        thread.start()
-
-    api.await_callback = await_callback
-    try:
-        run = run_workflow(workflow, settings=settings, on_callback_url=on_url)
-    finally:
-        del api.await_callback  # back to the class's method
-    for thread in threads:
-        thread.join(timeout=30)
-    if failures:
-        raise failures[0]
-    return run
+from tests.workflow.push_helpers import capability, run_awaiting
 
 
 def cancel_as_ops_does(callbacks, url: str, reason: str) -> cancel.Cancellation:
