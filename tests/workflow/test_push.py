@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,6 +19,7 @@ import requests
 from local.callback_api import LOCAL_FORWARD_TOKEN
 from local.registration import key_document_id
 from local.workflow_runner import run_workflow
+from tests.workflow.push_helpers import run_awaiting
 
 ROUND_TRIP = {
     "main": {
@@ -49,33 +49,7 @@ def run_with_callback(settings, send, workflow=ROUND_TRIP, **kwargs):
     it reaches the workflow by push, or, if the forward fails, from Firestore
     once the slice ends.
     """
-    api = settings.callbacks
-    awaiting = threading.Event()
-    original = api.await_callback
-
-    def await_callback(*args, **kw):
-        awaiting.set()
-        return original(*args, **kw)
-
-    threads: list[threading.Thread] = []
-
-    def on_url(url: str) -> None:
-        def later() -> None:
-            assert awaiting.wait(10), "the wait never began"
-            send(url)
-
-        thread = threading.Thread(target=later)
-        threads.append(thread)
-        thread.start()
-
-    api.await_callback = await_callback
-    try:
-        run = run_workflow(workflow, settings=settings, on_callback_url=on_url, **kwargs)
-    finally:
-        del api.await_callback  # back to the class's method
-    for thread in threads:
-        thread.join(timeout=30)
-    return run
+    return run_awaiting(settings, send, workflow, **kwargs)
 
 
 def test_the_wait_resumes_when_the_receiver_forwards_the_callback(
