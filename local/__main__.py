@@ -45,6 +45,11 @@ from local.workflow_runner import RunResult, load_workflow
 EXAMPLE = Path(__file__).resolve().parent.parent / "workflow" / "example.yaml"
 DEMO_ARGUMENT = {"subject": "Deploy release 1.4.2 to production"}
 DEFAULT_BODY = {"approved": True, "by": "demo"}
+# A machine's answer to a page for people: one of the form's choices (the
+# receiver refuses anything else with 422). The example's form offers approve.
+DEFAULT_FORM_ANSWER = {"value": "approve", "comment": "approved from the command line"}
+# --callback-body's default: none given (JSON null is a body one may give).
+NOT_GIVEN: Any = object()
 # What getCallbackURL appends for a page for people (a registration with a form).
 PAGE_MARK = "&view=page"
 # The argument through which a workflow (approval_example.yaml) gets a Google
@@ -97,8 +102,10 @@ def _run(workflow: Path, argument: Any, options: argparse.Namespace) -> int:
         print(f"Callback URL: {url}", flush=True)
         printed_urls.append(url)
         if not options.auto_callback:
-            body = json.dumps(options.callback_body, ensure_ascii=False)
-            if PAGE_MARK in url:
+            page = PAGE_MARK in url
+            default = DEFAULT_FORM_ANSWER if page else DEFAULT_BODY
+            body = json.dumps(_or_default(options.callback_body, default), ensure_ascii=False)
+            if page:
                 print("Waiting for you. Open the page in a browser and choose:", flush=True)
                 print(f"  {url}", flush=True)
                 print("or, as a machine would, call it without view=page:", flush=True)
@@ -114,7 +121,9 @@ def _run(workflow: Path, argument: Any, options: argparse.Namespace) -> int:
 
     def answer_later(url: str) -> None:
         timer = threading.Timer(
-            options.delay, _send_callback, (url, options.callback_body, answered_at)
+            options.delay,
+            _send_callback,
+            (url, _or_default(options.callback_body, DEFAULT_BODY), answered_at),
         )
         timer.daemon = True
         timers.append(timer)
@@ -209,6 +218,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
+def _or_default(body: Any, default: dict[str, Any]) -> Any:
+    """The --callback-body given (any JSON, even null or false), else ``default``."""
+    return default if body is NOT_GIVEN else body
+
+
 def _send_callback(url: str, body: Any, answered_at: list[float]) -> None:
     try:
         if PAGE_MARK in url:
@@ -277,8 +291,12 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--callback-body",
             type=_json,
-            default=DEFAULT_BODY,
-            help="JSON body of the callback (automatic or in the curl line)",
+            default=NOT_GIVEN,
+            help=(
+                "JSON body of the callback (automatic or in the curl line); default "
+                f"{json.dumps(DEFAULT_BODY)}, or {json.dumps(DEFAULT_FORM_ANSWER)} "
+                "in the curl line for a page for people"
+            ),
         )
         command.add_argument("--verbose", action="store_true", help="show the emulator's logs")
     return parser

@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -85,17 +86,38 @@ def test_run_waits_for_a_human_who_posts_to_the_printed_url(cli, firestore_emula
     run = cli("run", "workflow/example.yaml", "--args", '{"subject": "E2E change"}')
     url = run.wait_for("Callback URL:")
     run.wait_for("Waiting for you. Open the page in a browser")
-    run.wait_for("  curl ")
+    curl = shlex.split(run.wait_for("  curl "))
 
-    # The example hands out a page for people; a machine answers without view=page.
-    machine = url.removesuffix("&view=page")
-    response = requests.post(machine, json={"approved": False, "by": "e2e"}, timeout=10)
+    # The example hands out a page for people; a machine answers without
+    # view=page, with one of the form's choices: the printed curl line's
+    # body and URL, as a person would paste it.
+    machine = curl[-1]
+    body = json.loads(curl[curl.index("-d") + 1])
+    assert machine == url.removesuffix("&view=page")
+    assert body == {"value": "approve", "comment": "approved from the command line"}
+    response = requests.post(machine, json=body, timeout=10)
 
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
+    result = run.result()
+    assert result["decision"] == "approved"
+    assert result["subject"] == "E2E change"
+    assert result["callback"]["body"] == body
+
+
+def test_a_machine_answer_the_form_does_not_offer_is_refused_and_the_run_waits_on(
+    cli, firestore_emulator_host
+):
+    run = cli("run", "workflow/example.yaml")
+    machine = run.wait_for("Callback URL:").removesuffix("&view=page")
+
+    refused = requests.post(machine, json={"approved": True, "by": "e2e"}, timeout=10)
+    assert refused.status_code == 422
+    assert refused.json()["allowed"] == ["approve", "reject"]
+    assert requests.get(machine + "&value=reject", timeout=10).status_code == 200
+
     result = run.result()
     assert result["decision"] == "rejected"
-    assert result["subject"] == "E2E change"
-    assert result["callback"]["body"] == {"approved": False, "by": "e2e"}
+    assert result["callback"]["value"] == "reject"
 
 
 def test_a_human_can_approve_with_a_get_and_a_value(cli, firestore_emulator_host):

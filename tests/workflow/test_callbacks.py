@@ -472,9 +472,16 @@ def test_invalid_ids_raise_a_value_error(settings):
 
 
 class Approver(http.server.BaseHTTPRequestHandler):
-    """A webhook: records what it is sent, then approves through the callback URL."""
+    """A webhook: records what it is sent, then answers through the callback URL.
+
+    A machine answers the link without the page (view=page), sending each of
+    ``answers`` in turn (keyword arguments of requests.post) and recording
+    the statuses.
+    """
 
     received: ClassVar[list[dict[str, Any]]] = []
+    answers: ClassVar[list[dict[str, Any]]] = []
+    statuses: ClassVar[list[int]] = []
 
     def do_POST(self) -> None:
         length = int(self.headers["Content-Length"])
@@ -482,16 +489,20 @@ class Approver(http.server.BaseHTTPRequestHandler):
         self.received.append(message)
         self.send_response(204)
         self.end_headers()
-        # A machine answers the link without the page (view=page).
         machine_url = message["callbackUrl"].replace("&view=page", "")
-        requests.post(machine_url, json={"approved": True, "by": "hook"}, timeout=10)
+        for answer in self.answers:
+            answer = dict(answer)
+            url = machine_url + answer.pop("suffix", "")
+            self.statuses.append(requests.post(url, timeout=10, **answer).status_code)
 
     def log_message(self, *_args: Any) -> None:
         pass
 
 
-def test_the_example_sends_the_link_to_notify_url_and_logs_no_secret(settings, repo_root):
+def run_example_answered_by(settings, repo_root, answers: list[dict[str, Any]]):
     Approver.received.clear()
+    Approver.statuses.clear()
+    Approver.answers = answers
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Approver) as hook:
         threading.Thread(target=hook.serve_forever, daemon=True).start()
         notify_url = f"http://127.0.0.1:{hook.server_address[1]}/approvals"
@@ -501,12 +512,48 @@ def test_the_example_sends_the_link_to_notify_url_and_logs_no_secret(settings, r
             settings=settings,
         )
         hook.shutdown()
+    return run
+
+
+def test_the_example_sends_the_link_to_notify_url_and_logs_no_secret(settings, repo_root):
+    answer = {"value": "approve", "comment": "by hook"}
+    run = run_example_answered_by(settings, repo_root, [{"json": answer}])
 
     assert run.error is None
+    assert Approver.statuses == [200]
     assert run.result["decision"] == "approved"
-    assert run.result["callback"]["body"] == {"approved": True, "by": "hook"}
+    assert run.result["callback"]["value"] == "approve"
+    assert run.result["callback"]["body"] == answer
     assert Approver.received == [{"subject": "Ship it", "callbackUrl": run.callback_urls[0]}]
     assert run.logs == []  # the URL (and its token) went to the webhook only
+
+
+def test_a_machine_answer_to_a_form_must_be_one_of_its_choices(settings, repo_root, callbacks):
+    """getCallbackURL with a form names its key document .formkey.: the receiver's
+    blind Commit cannot store there, so every machine answer is checked (422)."""
+    refused = [
+        {"suffix": "&value=APPROVE_EVERYTHING"},
+        {"json": {"approved": True, "by": "hook"}},
+        {"json": {"value": "approve", "comment": "x" * 2001}},
+        {"data": {"value": "approve", "note": "not a field of the form"}},
+    ]
+    run = run_example_answered_by(
+        settings, repo_root, [*refused, {"suffix": "&value=reject&comment=not+today"}]
+    )
+
+    assert run.error is None
+    assert Approver.statuses == [422, 422, 422, 422, 200]
+    assert run.result["decision"] == "rejected"
+    assert run.result["callback"]["value"] == "reject"
+    # Sent in the query: the answer is the payload's value and comment.
+    assert run.result["callback"]["comment"] == "not today"
+    document_id = f"{run.execution_id}_approval"
+    stored = callbacks.document(document_id).get().to_dict()
+    url = query(run.callback_urls[0])
+    assert stored["key"] == key_document_id(
+        document_id, url["token"], url.get("cb", ""), with_form=True
+    )
+    assert ".formkey." in stored["key"]
 
 
 def test_the_example_waits_as_long_as_the_stack_says_unless_told(settings, repo_root):
@@ -551,10 +598,10 @@ def test_the_example_workflow_approves_and_rejects(settings, repo_root):
         example,
         {"subject": "S"},
         settings=settings,
-        on_callback_url=answer_with({"approved": True}),
+        on_callback_url=answer_with({"value": "approve", "comment": "ship it"}),
     )
     rejected = run_workflow(
-        example, {}, settings=settings, on_callback_url=answer_with({"approved": "yes"})
+        example, {}, settings=settings, on_callback_url=answer_with({"value": "reject"})
     )
     by_value = run_workflow(
         example,
@@ -569,6 +616,7 @@ def test_the_example_workflow_approves_and_rejects(settings, repo_root):
 
     assert approved.result["decision"] == "approved"
     assert approved.result["subject"] == "S"
+    assert approved.result["callback"]["body"] == {"value": "approve", "comment": "ship it"}
     assert approved.logs[0][0] == "NOTICE"
     assert rejected.result["decision"] == "rejected"
     assert by_value.result["decision"] == "approved"
