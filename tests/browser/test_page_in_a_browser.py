@@ -1,69 +1,20 @@
 """The page for people and a browser caller, in Debian's chromium (headless) on the local stack.
 
-Never a silent pass: without chromium and chromedriver these tests are
-skipped with a reason that says so and how to install them (pytest -ra
-prints it); .ci/run installs both.
+The ``browser`` fixture (conftest.py) skips, saying so, without chromium
+and chromedriver.
 """
 
 from __future__ import annotations
 
 import http.server
-import queue
-import shutil
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from local.stack import local_stack
+from tests.browser.browser_helpers import TIMEOUT, RunInBackground
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "workflow" / "example.yaml"
-TIMEOUT = 30
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        pytest.skip(
-            "browser tests did not run: chromium and chromedriver are not installed "
-            "(apt-get install chromium chromium-driver)"
-        )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=480,760"):  # fmt: skip
-        options.add_argument(argument)
-    chrome = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    chrome.set_page_load_timeout(TIMEOUT)
-    yield chrome
-    chrome.quit()
-
-
-class RunInBackground:
-    """A workflow on the local stack in a thread; its callback URLs arrive in ``urls``."""
-
-    def __init__(self, stack, workflow: Path, argument: dict) -> None:
-        self.urls: queue.Queue[str] = queue.Queue()
-        self.result = None
-        self.thread = threading.Thread(
-            target=self._run, args=(stack, workflow, argument), daemon=True
-        )
-        self.thread.start()
-
-    def _run(self, stack, workflow: Path, argument: dict) -> None:
-        self.result = stack.run(workflow, argument, on_callback_url=self.urls.put)
-
-    def finished(self):
-        self.thread.join(TIMEOUT)
-        assert not self.thread.is_alive(), "the workflow did not finish"
-        return self.result
 
 
 def test_a_person_approves_on_the_page(browser, tmp_path) -> None:
