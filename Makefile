@@ -29,7 +29,7 @@ define quietly
 	echo "$(2) failed (exit $$status); its output is above and in $$log" >&2; exit $$status; fi
 endef
 
-.PHONY: install test lint format demo run bench clean
+.PHONY: install test lint format demo run bench screenshots clean
 
 # Installs print a line each, not pip's and npm's hundreds: see quietly.
 $(VENV)/.installed: requirements.txt requirements-dev.txt function/requirements.txt
@@ -74,6 +74,13 @@ run: install
 # model is recomputed even when the run fails, so the two never disagree).
 bench: install
 	$(PY) -m bench $(if $(WRITE),--write,)
+
+# docs/approval-link-{open,answered,expired}.png: the approval link's pages,
+# taken by the browser tests that reach each state (Debian's chromium and
+# chromedriver; without them this fails rather than skip).
+screenshots: install
+	SCREENSHOTS_DIR=docs $(PY) -m pytest -q tests/browser/test_approvals_in_a_browser.py \
+		-k "test_two_approve or test_a_timeout_with_one_approval"
 
 clean:
 	rm -rf $(VENV) $(EMULATOR_DIR)/node_modules .pytest_cache .ruff_cache
