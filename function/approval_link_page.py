@@ -109,7 +109,9 @@ def _show(
     """(outcome, status, page) for a GET or HEAD: reads only."""
     pair = approval_links.read_pair(runtime, ids)
     log["firestoreCalls"] = 1
-    refused = approval_links.standing(pair, request.args.get(TOKEN_PARAM) or None)
+    refused = approval_links.standing(
+        pair, request.args.get(TOKEN_PARAM) or None, datetime.now(UTC)
+    )
     form = pair.form
     if refused is Verdict.GONE:
         return "page_expired", 410, _gone(pair)
@@ -143,7 +145,7 @@ def _whom(pair: Pair) -> list[str]:
 def _deadline(group: Mapping[str, Any], link: Mapping[str, Any]) -> str:
     """The wait's deadline once it started; before, how long the link itself lives."""
     now = datetime.now(UTC)
-    deadline = group.get("deadline")
+    deadline = group.get(approval_links.DEADLINE_FIELD)
     if isinstance(deadline, datetime):
         return deadline_fact(deadline, now)
     expire_at = link.get("expireAt")

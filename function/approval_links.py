@@ -61,6 +61,8 @@ from replies import Reply, json_response
 
 GROUP_KIND = "approval"
 LINK_KIND = "approval-link"
+# Written on the group by waitForApprovals when it starts.
+DEADLINE_FIELD = "deadline"
 APPROVED = "APPROVED"
 REJECTED = "REJECTED"
 DECISIONS = {APPROVED: "approved", REJECTED: "rejected"}
@@ -115,22 +117,41 @@ class Pair:
         """approved / rejected once the wait decided, else None."""
         return DECISIONS.get(str((self.group or {}).get("state")))
 
+    @property
+    def deadline(self) -> datetime | None:
+        """The wait's deadline (written when waitForApprovals starts), or None before."""
+        deadline = (self.group or {}).get(DEADLINE_FIELD)
+        return deadline if isinstance(deadline, datetime) else None
+
+    def past_deadline(self, now: datetime) -> bool:
+        """The group still waits but its deadline has passed.
+
+        The wait times out at its read at the deadline and then marks the
+        group EXPIRED; an answer stored in between would be answered 200 and
+        never counted. From the deadline on, a link is therefore as gone as
+        an EXPIRED group (410), on every path.
+        """
+        deadline = self.deadline
+        return (
+            (self.group or {}).get("state") == WAITING and deadline is not None and now >= deadline
+        )
+
     def gone_field(self) -> tuple[str, Any]:
-        """The 410's time: (field name, value), cancelledAt or expiredAt."""
+        """The 410's time: (field name, value), cancelledAt or expiredAt (else the deadline)."""
         for document in (self.group or {}, self.link or {}):
             if document.get("state") == CANCELLED:
                 return CANCELLED_AT_FIELD, document.get(CANCELLED_AT_FIELD)
         for document in (self.group or {}, self.link or {}):
             if document.get("state") == EXPIRED:
                 return EXPIRED_AT_FIELD, document.get(EXPIRED_AT_FIELD)
-        return EXPIRED_AT_FIELD, None
+        return EXPIRED_AT_FIELD, self.deadline
 
 
-def standing(pair: Pair, token: str | None) -> Verdict | None:
-    """Why nothing can be answered (or shown) on this link, or None.
+def standing(pair: Pair, token: str | None, now: datetime) -> Verdict | None:
+    """Why nothing can be answered (or shown) on this link at ``now``, or None.
 
     As for a single callback: 404 and 403 before anything else, so a wrong
-    token learns nothing; then the group's end (410).
+    token learns nothing; then the group's end or its deadline (410).
     """
     link, group = pair.link, pair.group
     if link is None or link.get("kind") != LINK_KIND:
@@ -141,12 +162,14 @@ def standing(pair: Pair, token: str | None) -> Verdict | None:
         return Verdict.NOT_REGISTERED
     if group.get("state") in GONE_STATES or link.get("state") in GONE_STATES:
         return Verdict.GONE
+    if pair.past_deadline(now):
+        return Verdict.GONE
     return None
 
 
-def decide(pair: Pair, token: str | None, answer: form_answer.Answer) -> Verdict:
-    """What ``answer`` on this link comes to (docs/protocol.md, "Approvals")."""
-    refused = standing(pair, token)
+def decide(pair: Pair, token: str | None, answer: form_answer.Answer, now: datetime) -> Verdict:
+    """What ``answer`` on this link comes to at ``now`` (docs/protocol.md, "Approvals")."""
+    refused = standing(pair, token, now)
     if refused is not None:
         return refused
     link, group = pair.link or {}, pair.group or {}
@@ -228,7 +251,7 @@ def record(
         calls += 1
         if unanswered is not None and (pair.link or {}).get("payload") == unanswered:
             return _applied_after_all(pair, answer, calls)
-        verdict = decide(pair, token, answer)
+        verdict = decide(pair, token, answer, now)
         if verdict not in (Verdict.STORE, Verdict.LATE):
             return LinkAnswer(verdict, pair, answer, firestore_calls=calls)
         state = RECEIVED if verdict is Verdict.STORE else LATE

@@ -156,6 +156,26 @@ def test_an_expired_or_cancelled_request_is_the_410_page(
     assert post.status_code == 410
 
 
+def test_past_the_deadline_the_page_is_the_410_page_before_the_wait_marks_it(
+    client, callbacks, approval, firestore_client
+):
+    # The wait times out at its read at the deadline and marks the group
+    # EXPIRED only after it: an answer taken in between would be 200 and
+    # never counted, so from the deadline on a link is gone.
+    deadline = datetime.now(UTC) - timedelta(seconds=1)
+    start_wait(firestore_client, COLLECTION, approval, deadline, quorum=2)
+    before = versions(callbacks)
+
+    shown = client.get(approval.page_url(1))
+    answered = client.post(approval.page_url(1), data={"choice": "approve"})
+
+    expired = f"stopped waiting for an answer at {deadline:%Y-%m-%d %H:%M} UTC"
+    for response in (shown, answered):
+        assert response.status_code == 410
+        assert expired in text(response) and "<form" not in text(response)
+    assert versions(callbacks) == before
+
+
 def test_a_wrong_token_sees_the_unknown_page_and_nothing_else(client, approval, capsys):
     capsys.readouterr()
 

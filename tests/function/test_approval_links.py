@@ -13,13 +13,13 @@ import json
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from google.cloud.firestore_v1.services.firestore.client import FirestoreClient
 
 from local.registration import rfc3339
-from tests.function.approval_builder import consume, create_approval, end_group
+from tests.function.approval_builder import consume, create_approval, end_group, start_wait
 from tests.function.conftest import COLLECTION
 from tests.function.test_forward import REGION, TOKEN, Endpoint, proof_of
 
@@ -228,6 +228,23 @@ def test_an_answer_to_an_expired_or_cancelled_group_is_410(
     assert set(body) == {"error", field}
     assert datetime.fromisoformat(body[field].replace("Z", "+00:00")) == when
     assert link(callbacks, approval, 0)["state"] == "WAITING"
+
+
+def test_an_answer_past_the_deadline_is_410_while_the_group_still_waits(
+    client, callbacks, approval, firestore_client
+):
+    deadline = datetime.now(UTC) - timedelta(milliseconds=10)
+    start_wait(firestore_client, COLLECTION, approval, deadline, quorum=2)
+
+    response = client.get(approval.url(0, value="approve"))
+
+    assert response.status_code == 410
+    body = response.get_json()
+    assert datetime.fromisoformat(body["expiredAt"].replace("Z", "+00:00")) == deadline
+    assert link(callbacks, approval, 0)["state"] == "WAITING"
+    # Before the deadline the same answer is taken.
+    start_wait(firestore_client, COLLECTION, approval, deadline + timedelta(hours=1), quorum=2)
+    assert client.get(approval.url(0, value="approve")).status_code == 200
 
 
 def test_a_forged_token_or_another_approvers_token_is_403(client, callbacks, approval):
