@@ -24,7 +24,7 @@ _LOAD = {"callbacks", "clients", "threads", "workers", "phase_deadline"}
 FLAGS = {
     "scenarios": _LOAD | {"scenarios"},
     # No --scenarios: the comparison needs every scenario, the seed first of all.
-    "side-by-side": _LOAD | {"rounds"},
+    "side-by-side": _LOAD | {"rounds", "slices"},
     "profile": {"callbacks", "scenarios"},
 }
 
@@ -71,6 +71,7 @@ def config_from(mode: str, args: argparse.Namespace) -> IngestConfig:
         "phase_deadline_s": args.phase_deadline,
         "scenarios": args.scenarios,
         "rounds": getattr(args, "rounds", None),
+        "slices": getattr(args, "slices", None),
     }
     return dataclasses.replace(
         base, servers=servers, **{name: value for name, value in given.items() if value is not None}
@@ -85,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds",
         type=positive_int,
         help=f"side-by-side rounds (default {DEFAULTS['side-by-side'].rounds})",
+    )
+    parser.add_argument(
+        "--slices",
+        type=positive_int,
+        help="side-by-side: each scenario's callbacks in this many slices, the scenarios "
+        f"taking turns (default {DEFAULTS['side-by-side'].slices})",
     )
     args = parser.parse_args(argv)
     ignored = [

@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,11 @@ class IngestConfig:
     # the deployed shape, one worker with a thread per concurrent request.
     servers: tuple[ServerSettings, ...] = (ServerSettings(), ServerSettings(threads=1))
     rounds: int = 1
+    # Each scenario's timed callbacks go in this many slices, the scenarios
+    # taking turns slice by slice (all their servers up at once), so a spell
+    # of a slower machine falls on every scenario alike instead of on
+    # whichever ran then.
+    slices: int = 1
     phase_deadline_s: float = 900.0
     scenarios: tuple[str, ...] = tuple(s.key for s in SCENARIOS)
 
@@ -89,7 +95,12 @@ class IngestConfig:
 DEFAULTS = {
     "scenarios": IngestConfig(),
     "side-by-side": IngestConfig(
-        "side-by-side", callbacks=2000, clients=20, servers=(ServerSettings(),), rounds=3
+        "side-by-side",
+        callbacks=2000,
+        clients=20,
+        servers=(ServerSettings(),),
+        rounds=3,
+        slices=5,
     ),
     # In this process, one callback at a time: no clients, no server shape.
     "profile": IngestConfig("profile", callbacks=500, clients=1, servers=()),
@@ -172,7 +183,7 @@ def run_ingest(config: IngestConfig, log: Callable[[str], None] = print) -> Inge
                 for server in config.servers
                 for s in order
             ]
-            run.rounds.append([_under_load(p, config, host, pid, log) for p in phases])
+            run.rounds.append(_under_load(phases, config, host, pid, log))
     return run
 
 
@@ -201,39 +212,67 @@ def _prepare(
 
 
 def _under_load(
-    prepared: PreparedPhase,
+    phases: Sequence[PreparedPhase],
     config: IngestConfig,
     emulator_host: str,
     emulator_pid: int | None,
     log: Callable[[str], None],
-) -> ScenarioResult:
-    scenario, shape, collection = prepared.scenario, prepared.shape, prepared.collection
-    warmup, timed = prepared.warmup, prepared.timed
-    log(
-        f"{scenario.label}, {shape.workers} worker x {shape.threads} threads: "
-        f"{config.callbacks} callbacks from {config.clients} clients"
-    )
-    env = _env(scenario, emulator_host, collection)
-    with serve_function(scenario.source, env, shape) as server:
-        warm = run_phase(server.port, warmup, config.clients, deadline_s=60.0)
-        before = [tree_cpu_seconds(pid) for pid in (server.pid, emulator_pid)]
-        phase = run_phase(server.port, timed, config.clients, config.phase_deadline_s)
-        after = [tree_cpu_seconds(pid) for pid in (server.pid, emulator_pid)]
-        causes = error_causes(server.log_entries())
-    db = firestore.Client(project=PROJECT, credentials=AnonymousCredentials())
-    verification = verify_collection(db, collection, warmup + timed, scenario.check)
-    db.close()
-    server_cpu, emulator_cpu = (
-        None if b is None or a is None else a - b for b, a in zip(before, after, strict=True)
-    )
-    result = ScenarioResult(
-        scenario, shape, phase, warm, server_cpu, emulator_cpu, verification, causes
-    )
-    log(
-        f"  {phase.throughput:.0f} callbacks/s, p50 {result.latency_ms(50):.1f} ms, "
-        f"statuses {dict(phase.statuses)}; {verification.summary()}"
-    )
-    return result
+) -> list[ScenarioResult]:
+    """Every phase's server up at once, warmed, then its timed callbacks in
+    ``config.slices`` slices, the phases taking turns; then each read back."""
+    with ExitStack() as servers:
+        running = []
+        for phase in phases:
+            env = _env(phase.scenario, emulator_host, phase.collection)
+            server = servers.enter_context(serve_function(phase.scenario.source, env, phase.shape))
+            warm = run_phase(server.port, phase.warmup, config.clients, deadline_s=60.0)
+            running.append((phase, server, warm))
+        slices: list[list[PhaseResult]] = [[] for _ in phases]
+        cpu = [[0.0, 0.0] for _ in phases]  # server, emulator CPU seconds
+        seen = [[True, True] for _ in phases]  # whether each could be read
+        for number in range(config.slices):
+            for index, (phase, server, _warm) in enumerate(running):
+                if number == 0:
+                    log(
+                        f"{phase.scenario.label}, {phase.shape.workers} worker x "
+                        f"{phase.shape.threads} threads: {config.callbacks} callbacks from "
+                        f"{config.clients} clients"
+                        + (f", in {config.slices} slices taking turns" if config.slices > 1 else "")
+                    )
+                part = phase.timed[number :: config.slices]
+                before = [tree_cpu_seconds(pid) for pid in (server.pid, emulator_pid)]
+                slices[index].append(
+                    run_phase(server.port, part, config.clients, config.phase_deadline_s)
+                )
+                after = [tree_cpu_seconds(pid) for pid in (server.pid, emulator_pid)]
+                for which, (b, a) in enumerate(zip(before, after, strict=True)):
+                    if b is None or a is None:
+                        seen[index][which] = False
+                    else:
+                        cpu[index][which] += a - b
+        finished = [
+            (phase, warm, PhaseResult.combined(slices[index]), error_causes(server.log_entries()))
+            for index, (phase, server, warm) in enumerate(running)
+        ]
+    results = []
+    for index, (phase, warm, timed, causes) in enumerate(finished):
+        db = firestore.Client(project=PROJECT, credentials=AnonymousCredentials())
+        check = phase.scenario.check
+        verification = verify_collection(db, phase.collection, phase.warmup + phase.timed, check)
+        db.close()
+        server_cpu, emulator_cpu = (
+            cpu[index][which] if seen[index][which] else None for which in (0, 1)
+        )
+        result = ScenarioResult(
+            phase.scenario, phase.shape, timed, warm, server_cpu, emulator_cpu, verification, causes
+        )
+        log(
+            f"  {phase.scenario.label}: {timed.throughput:.0f} callbacks/s, "
+            f"p50 {result.latency_ms(50):.1f} ms, statuses {dict(timed.statuses)}; "
+            f"{verification.summary()}"
+        )
+        results.append(result)
+    return results
 
 
 def _profile(

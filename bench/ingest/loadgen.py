@@ -41,6 +41,18 @@ class PhaseResult:
     def throughput(self) -> float:
         return self.sent / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
+    @classmethod
+    def combined(cls, parts: Sequence[PhaseResult]) -> PhaseResult:
+        """Slices of one phase as one: their sends, times, latencies and statuses added up."""
+        return cls(
+            sent=sum(p.sent for p in parts),
+            wall_seconds=sum(p.wall_seconds for p in parts),
+            client_cpu_seconds=sum(p.client_cpu_seconds for p in parts),
+            latencies=[latency for p in parts for latency in p.latencies],
+            statuses=sum((p.statuses for p in parts), Counter()),
+            reconnects=sum(p.reconnects for p in parts),
+        )
+
 
 def _send(conn: http.client.HTTPConnection, callback: Callback) -> str:
     conn.request(

@@ -202,7 +202,14 @@ def _side_by_side(run: IngestRun) -> str:
         f"{config.callbacks} callbacks per scenario from {config.clients} clients on "
         f"{server.workers} worker x {server.threads} threads; "
         f"{config.rounds} rounds, each on a fresh emulator (an empty database) with the "
-        "scenarios in a rotated order; each figure is the scenario's best round. "
+        "scenarios in a rotated order"
+        + (
+            f" and each scenario's callbacks sent in {config.slices} slices, the scenarios "
+            "taking turns (so a slower spell of the machine falls on all of them)"
+            if config.slices > 1
+            else ""
+        )
+        + "; each figure is the scenario's best round. "
         f"Targets: throughput at least {THROUGHPUT_AT_LEAST:.1f}x the seed's, p99 at most "
         f"{P99_AT_MOST:.1f}x, server CPU per callback at most {CPU_AT_MOST:.1f}x.",
         "",
