@@ -272,3 +272,32 @@ def test_the_capacity_model_reads_the_side_by_side_as_written(
     for key in ALL:
         best = best_of(side_by_side.results, key)
         assert measured.cpu_ms[key] == pytest.approx(best.server_cpu_ms, abs=0.005), key
+
+
+def test_side_by_side_scenarios_take_turns_slice_by_slice(firestore_emulator_host) -> None:
+    sent: list[tuple[int, list[str]]] = []
+    real_run_phase = harness.run_phase
+
+    def recording(port, callbacks, clients, deadline_s):
+        sent.append((port, [c.doc_id for c in callbacks]))
+        return real_run_phase(port, callbacks, clients, deadline_s)
+
+    config = dataclasses.replace(
+        DEFAULTS["side-by-side"], callbacks=10, clients=2, rounds=1, slices=5
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(harness, "run_phase", recording)
+        run = run_ingest(config, log=lambda _m: None)
+
+    assert run.ok
+    warm_ups, timed = sent[:3], sent[3:]
+    assert [len(ids) for _port, ids in warm_ups] == [2, 2, 2]
+    ports = [port for port, _ids in warm_ups]  # seed, registered, unregistered
+    # Five turns, each scenario in the round's order, two callbacks a slice.
+    assert [port for port, _ids in timed] == ports * 5
+    assert all(len(ids) == 2 for _port, ids in timed)
+    for port, result in zip(ports, run.rounds[0], strict=True):
+        ids = [i for p, slice_ids in timed if p == port for i in slice_ids]
+        assert len(ids) == len(set(ids)) == 10  # every callback once
+        assert result.phase.sent == 10 and len(result.phase.latencies) == 10
+        assert result.verification.ok and result.verification.stored == 12
