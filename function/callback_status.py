@@ -9,10 +9,12 @@ token more than a callback would. docs/protocol.md, "Status".
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import flask
 
+import approval_links
 import callback_intake
 import callback_store
 from callback_request import CallbackIds
@@ -63,7 +65,15 @@ def answer_status(
     # Read, bounded, and dropped: nothing in a body is used, and none is left
     # for functions-framework to drain unbounded.
     callback_intake.decoded_body(request, runtime.config.max_body_bytes)
-    stored = callback_intake.read_stored(runtime, ids, log)
+    # An approval link is read with its group (one batch get), whose state
+    # the approver needs too: the link alone says "waiting" long after the
+    # request was decided without it, or expired.
+    pair = approval_links.read_pair(runtime, ids) if ids.approver is not None else None
+    if pair is not None:
+        log["firestoreCalls"] = 1
+        stored = pair.link
+    else:
+        stored = callback_intake.read_stored(runtime, ids, log)
     if stored is None:
         raise callback_intake.refusal_reply(Outcome.NOT_REGISTERED, None)
     token = request.args.get(TOKEN_PARAM) or None
@@ -73,7 +83,10 @@ def answer_status(
     state = STATES.get(str(stored.get("state")))
     if state is None:
         raise callback_intake.refusal_reply(Outcome.UNKNOWN_STATE, stored)
-    response = json_response(status_of(state, stored))
+    body = status_of(state, stored)
+    if pair is not None:
+        body.update(approval_links.request_status(pair, datetime.now(UTC)))
+    response = json_response(body)
     # The state changes, and the URL holds the token: keep it out of caches.
     response.headers["Cache-Control"] = "no-store"
     return "status", 200, response

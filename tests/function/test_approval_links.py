@@ -296,6 +296,32 @@ def test_a_links_status_is_its_own(client, approval, firestore_client):
     assert client.get(approval.url(2, view="status")).get_json()["state"] == "late"
 
 
+def test_a_links_status_also_says_where_the_request_stands(client, approval, firestore_client):
+    def status(index: int = 1) -> dict:
+        response = client.get(approval.url(index, view="status"))
+        assert response.status_code == 200
+        return response.get_json()
+
+    before = status()
+    assert (before["state"], before["request"], before["deadline"]) == ("waiting", "waiting", None)
+
+    deadline = datetime.now(UTC) + timedelta(hours=1)
+    start_wait(firestore_client, COLLECTION, approval, deadline, quorum=2)
+    running = status()
+    assert running["request"] == "waiting"
+    assert datetime.fromisoformat(running["deadline"].replace("Z", "+00:00")) == deadline
+
+    # Past the deadline, before the wait writes EXPIRED: as good as expired.
+    start_wait(firestore_client, COLLECTION, approval, datetime.now(UTC), quorum=2)
+    assert (status()["state"], status()["request"]) == ("waiting", "expired")
+
+    for group_state, word in [("APPROVED", "approved"), ("CANCELLED", "cancelled")]:
+        end_group(firestore_client, COLLECTION, approval, group_state)
+        assert (status()["state"], status()["request"]) == ("waiting", word)
+    # A wrong token still learns nothing.
+    assert client.get(approval.url(1, token="f" * 64, view="status")).status_code == 403
+
+
 # --- concurrency -----------------------------------------------------------------------
 def _hold_each_threads_first(owner, name: str, parties: int, monkeypatch) -> None:
     """Make each pool thread's first ``owner.name`` call wait until ``parties`` made one."""
