@@ -16,21 +16,28 @@ import requests
 from local.callback_api import LOCAL_FORWARD_TOKEN
 from local.workflow_runner import RunResult, run_workflow
 
-ROUND_TRIP_WITH_URL = {
-    "main": {
-        "steps": [
-            {"url": {"call": "getCallbackURL", "args": {"step": "s"}, "result": "url"}},
-            {
-                "wait": {
-                    "call": "waitForResponse",
-                    "args": {"step": "s", "callbackUrl": "${url}"},
-                    "result": "answer",
-                }
-            },
-            {"done": {"return": "${answer}"}},
-        ]
+
+def round_trip_with_url(step: str = "s") -> dict[str, Any]:
+    """The smallest workflow that waits for one callback as users are told to:
+    getCallbackURL, then waitForResponse given its URL, returning the answer."""
+    return {
+        "main": {
+            "steps": [
+                {"url": {"call": "getCallbackURL", "args": {"step": step}, "result": "url"}},
+                {
+                    "wait": {
+                        "call": "waitForResponse",
+                        "args": {"step": step, "callbackUrl": "${url}"},
+                        "result": "answer",
+                    }
+                },
+                {"done": {"return": "${answer}"}},
+            ]
+        }
     }
-}
+
+
+ROUND_TRIP_WITH_URL = round_trip_with_url()
 
 
 def capability(url: str) -> dict[str, str]:

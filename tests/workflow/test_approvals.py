@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
-import hmac
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
-from local.callback_api import LOCAL_FORWARD_TOKEN
 from local.registration import key_document_id, rfc3339
 from local.workflow_runner import RunResult, run_workflow
+from tests.workflow.push_helpers import capability, post_to_endpoint, proof
 
 THREE = ["ana@example.com", "bo@example.com", "cy@example.com"]
 APPROVE, REJECT = "approve", "reject"
@@ -60,22 +57,6 @@ def approval(
             ]
         }
     }
-
-
-def capability(url: str) -> dict[str, str]:
-    return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
-
-
-def proof(token: str, version: str, payload: str) -> str:
-    """The receiver's proof (the contract): base64 of HMAC-SHA256(token, version\\npayload)."""
-    digest = hmac.new(token.encode(), f"{version}\n{payload}".encode(), hashlib.sha256).digest()
-    return base64.b64encode(digest).decode()
-
-
-def post_to_endpoint(endpoint: str, body: Any) -> int:
-    """POST to the links' endpoint, as the receiver (or anyone with callbacks.send) can."""
-    headers = {"Authorization": f"Bearer {LOCAL_FORWARD_TOKEN}"}
-    return requests.post(endpoint, json=body, headers=headers, timeout=10).status_code
 
 
 @dataclasses.dataclass

@@ -15,22 +15,9 @@ from typing import Any
 import pytest
 
 from local.workflow_runner import run_workflow
+from tests.workflow.push_helpers import round_trip_with_url
 
-ROUND_TRIP_WITH_URL = {
-    "main": {
-        "steps": [
-            {"url": {"call": "getCallbackURL", "args": {"step": "d"}, "result": "url"}},
-            {
-                "wait": {
-                    "call": "waitForResponse",
-                    "args": {"step": "d", "callbackUrl": "${url}"},
-                    "result": "answer",
-                }
-            },
-            {"done": {"return": "${answer}"}},
-        ]
-    }
-}
+ROUND_TRIP_WITH_URL = round_trip_with_url("d")
 ROUND_TRIP = {
     "main": {
         "steps": [

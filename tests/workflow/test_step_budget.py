@@ -25,24 +25,11 @@ import requests
 
 from infra.workflow_env import WaitSettings
 from local.workflow_runner import RunResult, run_workflow
+from tests.workflow.push_helpers import round_trip_with_url
 
 # The smallest workflow that waits for one callback, as bench/wait/driver.yaml
 # but passing getCallbackURL's URL on, as the docs tell users to.
-DRIVER = {
-    "main": {
-        "steps": [
-            {"register": {"call": "getCallbackURL", "args": {"step": "b"}, "result": "url"}},
-            {
-                "wait": {
-                    "call": "waitForResponse",
-                    "args": {"step": "b", "callbackUrl": "${url}"},
-                    "result": "answer",
-                }
-            },
-            {"done": {"return": "${answer}"}},
-        ]
-    }
-}
+DRIVER = round_trip_with_url("b")
 DAY = 86_400
 # Before issue 20 (bench/RESULTS.md, shipped schedule 2 s x2 up to 60 s):
 # steps of a poll round trip by the callback's arrival time; and now, 6
