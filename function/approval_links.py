@@ -147,26 +147,6 @@ class Pair:
         return EXPIRED_AT_FIELD, self.deadline
 
 
-def request_status(pair: Pair, now: datetime) -> dict[str, Any]:
-    """What a link's ``view=status`` adds about the request (its group) at ``now``.
-
-    ``request``: waiting, approved, rejected, expired (also past the deadline,
-    before the wait writes it) or cancelled; null for a group that cannot be
-    read as one. ``deadline``: the wait's, once it runs.
-    """
-    group = pair.group or {}
-    state = str(group.get("state"))
-    if group.get("kind") != GROUP_KIND:
-        request = None
-    elif pair.past_deadline(now):
-        request = "expired"
-    else:
-        request = {WAITING: "waiting", EXPIRED: "expired", CANCELLED: "cancelled"}.get(
-            state, DECISIONS.get(state)
-        )
-    return {"request": request, DEADLINE_FIELD: rfc3339_or_none(pair.deadline)}
-
-
 def standing(pair: Pair, token: str | None, now: datetime) -> Verdict | None:
     """Why nothing can be answered (or shown) on this link at ``now``, or None.
 

@@ -85,11 +85,30 @@ def answer_status(
         raise callback_intake.refusal_reply(Outcome.UNKNOWN_STATE, stored)
     body = status_of(state, stored)
     if pair is not None:
-        body.update(approval_links.request_status(pair, datetime.now(UTC)))
+        body.update(request_of(pair, datetime.now(UTC)))
     response = json_response(body)
     # The state changes, and the URL holds the token: keep it out of caches.
     response.headers["Cache-Control"] = "no-store"
     return "status", 200, response
+
+
+def request_of(pair: approval_links.Pair, now: datetime) -> dict[str, Any]:
+    """What an approval link's status adds: where the request (its group) stands at
+    ``now`` and the wait's deadline.
+
+    ``request``: waiting, approved, rejected, expired (also once the deadline
+    has passed, before the wait writes it) or cancelled; null for a group
+    that cannot be read as one.
+    """
+    group = pair.group or {}
+    state = str(group.get("state"))
+    if group.get("kind") != approval_links.GROUP_KIND:
+        request = None
+    elif pair.past_deadline(now):
+        request = STATES[EXPIRED]
+    else:
+        request = approval_links.DECISIONS.get(state) or STATES.get(state)
+    return {"request": request, "deadline": rfc3339_or_none(pair.deadline)}
 
 
 def status_of(state: str, stored: Mapping[str, Any]) -> dict[str, Any]:

@@ -174,10 +174,8 @@ def run_ingest(config: IngestConfig, log: Callable[[str], None] = print) -> Inge
         with emulator(fresh=fresh) as (host, pid):
             # Every phase's callbacks (the registrations, for scenarios with
             # tokens) are written before the first phase is timed, so no phase
-            # starts right after thousands of its own setup writes, whose
-            # aftermath in the emulator's Node process (garbage collection)
-            # the seed, with nothing to register, never shares; Firestore
-            # itself has no such cost.
+            # is timed right after thousands of setup writes of its own, which
+            # the seed, with nothing to register, never has.
             phases = [
                 _prepare(s, server, config, f"{tag}-r{number}")
                 for server in config.servers
